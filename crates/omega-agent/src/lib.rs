@@ -1,1 +1,10 @@
-//! omega-agent
+//! # omega-agent
+//!
+//! The device side of Omega (`spec/agent.md`).
+//!
+//! ## Layout
+//! - [`config`]: the client YAML (raw serde layer, then a validated [`config::AgentConfig`]).
+//! - [`discover`]: table discovery and enrollment verdicts over the source database.
+
+pub mod config;
+pub mod discover;

@@ -1,1 +1,14 @@
-//! omega-testkit
+//! # omega-testkit
+//!
+//! Dev-only support for Omega's tests: real services, never mocks.
+//!
+//! ## Layout
+//! - [`ports`]: free loopback ports.
+//! - [`mosquitto`]: the machine's broker, or a private mosquitto on a free port.
+//! - [`postgres`]: a fresh PostgreSQL database per test, dropped after.
+//! - [`wait`]: polling with a deadline instead of sleeps.
+
+pub mod mosquitto;
+pub mod ports;
+pub mod postgres;
+pub mod wait;

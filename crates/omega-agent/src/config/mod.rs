@@ -1,0 +1,1 @@
+//! Agent configuration (`spec/agent.md` §2).

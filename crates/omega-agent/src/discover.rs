@@ -1,0 +1,1 @@
+//! Table discovery and enrollment verdicts (`spec/agent.md` §5).

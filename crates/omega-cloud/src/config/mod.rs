@@ -1,0 +1,1 @@
+//! Cloud configuration (`spec/cloud.md` §2).
