@@ -8,3 +8,11 @@
 
 pub mod config;
 pub mod discover;
+pub mod capture;
+pub mod publish;
+pub mod source;
+pub mod sql;
+pub mod state;
+pub mod engine;
+pub mod run;
+pub mod transport;

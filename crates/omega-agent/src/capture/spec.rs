@@ -1,0 +1,161 @@
+//! What capture needs to know about one table.
+
+use omega_protocol::schema::{ColumnInfo, SchemaColumns, affinity};
+use rusqlite::Connection;
+
+use crate::sql::quote_ident;
+
+/// The most key columns a captured table may have (the journal has this many key slots).
+pub const MAX_KEY_COLUMNS: usize = 8;
+
+/// One table as capture and the publisher see it: its columns in declaration order, its key
+/// columns in key order, and its schema fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSpec {
+    /// Table name as stored in the schema.
+    pub name: String,
+    /// Every column (from `PRAGMA table_info`), in declaration order.
+    pub columns: Vec<String>,
+    /// Primary-key columns in key order (`pk` ordinal 1..N).
+    pub key_columns: Vec<String>,
+    /// Whether the table was declared `WITHOUT ROWID`.
+    pub without_rowid: bool,
+    /// The hash input (`protocol.md` §6).
+    pub schema: SchemaColumns,
+    /// `schema_hash` of [`Self::schema`].
+    pub schema_hash: String,
+}
+
+/// Why a table cannot be captured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// The table does not exist in `main`.
+    #[error("table `{0}` does not exist")]
+    Missing(String),
+    /// No explicit PRIMARY KEY.
+    #[error("table `{0}` has no PRIMARY KEY: add one or set `strategy: ignore`")]
+    NoPrimaryKey(String),
+    /// More key columns than the journal has slots for.
+    #[error("table `{0}` has a primary key of {1} columns; at most {MAX_KEY_COLUMNS} are supported: set `strategy: ignore`")]
+    TooManyKeyColumns(String, usize),
+    /// SQLite failed while reading the schema.
+    #[error("reading the schema of `{0}`: {1}")]
+    Sqlite(String, String),
+}
+
+impl TableSpec {
+    /// Reads the table's current definition from `main`.
+    pub fn read(conn: &Connection, table: &str) -> Result<TableSpec, SpecError> {
+        let sql_err = |e: rusqlite::Error| SpecError::Sqlite(table.to_string(), e.to_string());
+        let mut stmt = conn
+            .prepare("SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1, 'main')")
+            .map_err(sql_err)?;
+        let rows = stmt
+            .query_map([table], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .map_err(sql_err)?;
+        let mut columns = Vec::new();
+        let mut infos = Vec::new();
+        let mut keys: Vec<(i64, String)> = Vec::new();
+        for row in rows {
+            let (name, decl, notnull, pk) = row.map_err(sql_err)?;
+            if pk > 0 {
+                keys.push((pk, name.clone()));
+            }
+            infos.push(ColumnInfo {
+                name: name.clone(),
+                decl_type_affinity: affinity(&decl),
+                pk_ordinal: u32::try_from(pk).unwrap_or(0),
+                not_null: notnull == 1,
+            });
+            columns.push(name);
+        }
+        if columns.is_empty() {
+            return Err(SpecError::Missing(table.to_string()));
+        }
+        if keys.is_empty() {
+            return Err(SpecError::NoPrimaryKey(table.to_string()));
+        }
+        if keys.len() > MAX_KEY_COLUMNS {
+            return Err(SpecError::TooManyKeyColumns(table.to_string(), keys.len()));
+        }
+        keys.sort();
+        let stored_name: String = conn
+            .query_row(
+                "SELECT name FROM sqlite_schema WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+                [table],
+                |r| r.get(0),
+            )
+            .map_err(sql_err)?;
+        let without_rowid = is_without_rowid(conn, &stored_name).map_err(sql_err)?;
+        let schema = SchemaColumns { table_name: stored_name.clone(), columns: infos };
+        let schema_hash = omega_protocol::schema::schema_hash(&schema);
+        Ok(TableSpec {
+            name: stored_name,
+            columns,
+            key_columns: keys.into_iter().map(|(_, n)| n).collect(),
+            without_rowid,
+            schema,
+            schema_hash,
+        })
+    }
+
+    /// `"a", "b", …` for every column.
+    pub fn column_list(&self) -> String {
+        self.columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
+    }
+}
+
+fn is_without_rowid(conn: &Connection, table: &str) -> rusqlite::Result<bool> {
+    // `PRAGMA table_list` (SQLite ≥ 3.37) reports `wr` = 1 for WITHOUT ROWID tables.
+    conn.query_row(
+        "SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?1",
+        [table],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|wr| wr == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_composite_key_in_key_order() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            r#"CREATE TABLE "a""b" (x TEXT, "naïve" BLOB, y INTEGER, PRIMARY KEY (y, x)) WITHOUT ROWID"#,
+        )
+        .unwrap();
+        let spec = TableSpec::read(&conn, r#"a"b"#).unwrap();
+        assert_eq!(spec.key_columns, vec!["y", "x"]);
+        assert_eq!(spec.columns, vec!["x", "naïve", "y"]);
+        assert!(spec.without_rowid);
+    }
+
+    #[test]
+    fn rowid_only_tables_are_refused_with_the_fix() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE events (msg TEXT)").unwrap();
+        let err = TableSpec::read(&conn, "events").unwrap_err();
+        assert!(err.to_string().contains("add one or set `strategy: ignore`"), "{err}");
+    }
+
+    #[test]
+    fn schema_hash_matches_the_spec_vector() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE device_state(id INTEGER PRIMARY KEY NOT NULL, mode TEXT)")
+            .unwrap();
+        let spec = TableSpec::read(&conn, "device_state").unwrap();
+        assert_eq!(
+            spec.schema_hash,
+            "4d8f17a536ca112722082d44a2dfa63422465223a25d61f95c89302e858ad5e0"
+        );
+    }
+}

@@ -1,0 +1,629 @@
+//! The agent's synchronous core: startup (epoch, internal objects, enrollment, triggers),
+//! the flush read, cursor commits and pruning. It owns the source connection and `state.db`
+//! and is driven from one blocking thread by [`crate::run`]; it does no network I/O, so it is
+//! tested directly against real SQLite files.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use omega_protocol::ids;
+use rusqlite::Connection;
+
+use crate::capture::triggers::{self, TriggerState};
+use crate::capture::{TableSpec, spec::SpecError};
+use crate::publish::builder::{self, BatchContext, BuildStats, Change};
+use crate::publish::inflight::BatchInfo;
+use crate::source::{self, image, instance, journal};
+use crate::state::{StateDb, StateError, StateLock, TableState};
+
+/// How many journal entries one flush read takes at most.
+pub const READ_SLICE: usize = 16_384;
+/// Entries deleted per pruning transaction (`spec/agent.md` §9).
+pub const PRUNE_CHUNK: usize = 500;
+
+/// When journal entries may be pruned (`receipts.md` §5.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Prune only what a verified receipt confirmed (the default).
+    Receipts,
+    /// Prune on PUBACK (the original product's rule, for clouds that send no receipts).
+    Puback,
+}
+
+/// Capture strategy of one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Strategy {
+    /// Trigger journal → row batches.
+    Rows,
+    /// Cursor reads → telemetry batches (`ts_column`).
+    Telemetry {
+        /// The timestamp column.
+        ts_column: String,
+    },
+    /// Not replicated.
+    Ignore,
+}
+
+/// What the engine needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The device id.
+    pub device_id: String,
+    /// Root topic for this device.
+    pub root_topic: String,
+    /// The application's SQLite file.
+    pub source_db_path: PathBuf,
+    /// The agent's own state file.
+    pub state_db_path: PathBuf,
+    /// Explicit strategies by table name (matched ASCII case-insensitively); others are `rows`.
+    pub strategies: BTreeMap<String, Strategy>,
+    /// Pruning rule.
+    pub delivery: Delivery,
+}
+
+/// Errors of the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// `state.db` failed or was refused.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The source failed.
+    #[error("source database {path}: {source}")]
+    Source {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: rusqlite::Error,
+    },
+    /// The source file does not exist.
+    #[error("source database {0} does not exist")]
+    SourceMissing(PathBuf),
+}
+
+/// How the epoch was decided at startup (`spec/agent.md` §7.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpochDecision {
+    /// New state.db and no instance row: first epoch.
+    FirstRun,
+    /// Instance and position match: epoch kept.
+    Kept,
+    /// New state.db, instance row present.
+    StateLost,
+    /// Instance id differs or is missing.
+    SourceReplaced,
+    /// Source position below the recorded one.
+    SourceRestored,
+    /// The journal had to be recreated.
+    JournalReinitialised,
+}
+
+#[derive(Debug)]
+struct Tracked {
+    spec: TableSpec,
+    tid: i64,
+    image_sql: String,
+    /// Entries at or below this are in batches already built (or confirmed).
+    next_seq: i64,
+    /// `last_commit_seq` of the last batch built: the next batch's `prev_commit_seq`.
+    chain: i64,
+    schema_sent: bool,
+    paused: bool,
+}
+
+/// A batch ready to publish.
+#[derive(Debug, Clone)]
+pub struct ReadyBatch {
+    /// Cursor facts.
+    pub info: BatchInfo,
+    /// The JSON payload.
+    pub payload: Vec<u8>,
+}
+
+/// The engine.
+pub struct Engine {
+    cfg: EngineConfig,
+    _lock: StateLock,
+    source: Connection,
+    state: StateDb,
+    epoch: String,
+    decision: EpochDecision,
+    tables: BTreeMap<String, Tracked>,
+    by_tid: HashMap<i64, String>,
+    schema_version: i64,
+    /// Tables skipped at enrollment, with the reason.
+    pub skipped: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("epoch", &self.epoch).field("tables", &self.tables.keys()).finish()
+    }
+}
+
+fn now() -> String {
+    omega_protocol::time::format_rfc3339(time::OffsetDateTime::now_utc())
+}
+
+impl Engine {
+    /// Startup steps 3–7 of `spec/agent.md` §3: lock and migrate `state.db`, open the source,
+    /// decide the epoch, create internal objects, enroll tables and install triggers, load
+    /// cursors.
+    pub fn open(cfg: EngineConfig) -> Result<Engine, EngineError> {
+        let lock = StateLock::acquire(&cfg.state_db_path)?;
+        let state = StateDb::open(&cfg.state_db_path)?;
+        state.claim_device(&cfg.device_id)?;
+        if !cfg.source_db_path.exists() {
+            return Err(EngineError::SourceMissing(cfg.source_db_path.clone()));
+        }
+        let src_err = |source| EngineError::Source { path: cfg.source_db_path.clone(), source };
+        let source = source::open(&cfg.source_db_path).map_err(src_err)?;
+
+        let (epoch, decision) = decide_epoch(&source, &state).map_err(|e| match e {
+            EpochError::Source(s) => src_err(s),
+            EpochError::State(s) => EngineError::State(s),
+        })?;
+        tracing::info!(journal_epoch = %epoch, ?decision, "journal epoch");
+        let schema_version = source::schema_version(&source).map_err(src_err)?;
+        let mut engine = Engine {
+            cfg,
+            _lock: lock,
+            source,
+            state,
+            epoch,
+            decision,
+            tables: BTreeMap::new(),
+            by_tid: HashMap::new(),
+            schema_version,
+            skipped: Vec::new(),
+        };
+        engine.enroll()?;
+        Ok(engine)
+    }
+
+    fn src_err(&self, source: rusqlite::Error) -> EngineError {
+        EngineError::Source { path: self.cfg.source_db_path.clone(), source }
+    }
+
+    /// The epoch in force.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// How the epoch was decided.
+    pub fn epoch_decision(&self) -> EpochDecision {
+        self.decision
+    }
+
+    /// Enrolled `rows` tables.
+    pub fn table_names(&self) -> Vec<String> {
+        self.tables.keys().cloned().collect()
+    }
+
+    /// `state.db`.
+    pub fn state(&self) -> &StateDb {
+        &self.state
+    }
+
+    fn strategy_for(&self, table: &str) -> Strategy {
+        self.cfg
+            .strategies
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(table))
+            .map(|(_, s)| s.clone())
+            .unwrap_or(Strategy::Rows)
+    }
+
+    /// Discovers tables, installs or refreshes triggers, drops stale ones (`spec/agent.md` §5,
+    /// §10). Runs at startup and after every schema change.
+    fn enroll(&mut self) -> Result<(), EngineError> {
+        let names: Vec<String> = {
+            let mut stmt = self
+                .source
+                .prepare(
+                    "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table'
+                     AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_\\_omega\\_%' ESCAPE '\\'
+                     ORDER BY name",
+                )
+                .map_err(|e| self.src_err(e))?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.src_err(e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| self.src_err(e))?
+        };
+        let mut keep_triggers = Vec::new();
+        let mut seen = Vec::new();
+        self.skipped.clear();
+        for name in names {
+            if self.strategy_for(&name) != Strategy::Rows {
+                continue;
+            }
+            let spec = match TableSpec::read(&self.source, &name) {
+                Ok(spec) => spec,
+                Err(e @ (SpecError::NoPrimaryKey(_) | SpecError::TooManyKeyColumns(..))) => {
+                    if !self.tables.contains_key(&name) && !self.skipped.iter().any(|(n, _)| n == &name) {
+                        tracing::warn!(table = %name, "{e}");
+                    }
+                    self.skipped.push((name, e.to_string()));
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(table = %name, "skipped: {e}");
+                    self.skipped.push((name, e.to_string()));
+                    continue;
+                }
+            };
+            let mut tid = instance::table_id(&self.source, &name).map_err(|e| self.src_err(e))?;
+            let previous = self.tables.get(&name).map(|t| t.spec.key_columns.clone());
+            if previous.as_ref().is_some_and(|k| *k != spec.key_columns) {
+                // Key columns changed: entries journaled under the old key cannot be mapped.
+                tracing::warn!(table = %name, "primary key changed: pending entries discarded");
+                tid = instance::renew_table_id(&self.source, &name).map_err(|e| self.src_err(e))?;
+            }
+            match triggers::check(&self.source, &spec, tid).map_err(|e| self.src_err(e))? {
+                TriggerState::Current => {}
+                state => {
+                    if state == TriggerState::Missing && self.tables.contains_key(&name) {
+                        tracing::warn!(table = %name, "capture triggers were missing (table rebuilt?): reinstalled");
+                    }
+                    triggers::install(&self.source, &spec, tid).map_err(|e| self.src_err(e))?;
+                    tracing::info!(table = %name, tid, "capture triggers installed");
+                }
+            }
+            keep_triggers.extend(triggers::trigger_names(&name));
+            self.track(spec, tid)?;
+            seen.push(name);
+        }
+        let dropped = triggers::drop_others(&self.source, &keep_triggers).map_err(|e| self.src_err(e))?;
+        if !dropped.is_empty() {
+            tracing::warn!(count = dropped.len(), "dropped capture triggers of tables no longer enrolled");
+        }
+        let gone: Vec<String> = self.tables.keys().filter(|n| !seen.contains(n)).cloned().collect();
+        for name in gone {
+            tracing::warn!(table = %name, "table dropped, renamed or no longer enrolled: its pending changes are discarded");
+            if let Some(t) = self.tables.remove(&name) {
+                self.by_tid.remove(&t.tid);
+            }
+        }
+        self.schema_version = source::schema_version(&self.source).map_err(|e| self.src_err(e))?;
+        Ok(())
+    }
+
+    fn track(&mut self, spec: TableSpec, tid: i64) -> Result<(), EngineError> {
+        let name = spec.name.clone();
+        let mut st = self.state.table(&name)?.unwrap_or_else(|| TableState {
+            name: name.clone(),
+            strategy: "rows".into(),
+            ..Default::default()
+        });
+        let hash_changed = st.schema_hash.as_deref() != Some(spec.schema_hash.as_str());
+        if st.tid != Some(tid) {
+            if st.tid.is_some() {
+                // A new table id (key change): the old entries are gone for this table.
+                st.published_seq = 0;
+                st.confirmed_seq = 0;
+            }
+            st.tid = Some(tid);
+        }
+        st.schema_hash = Some(spec.schema_hash.clone());
+        if hash_changed {
+            let columns = spec.schema.to_json().to_compact_string();
+            self.state.remember_schema(&name, &spec.schema_hash, &columns, &now())?;
+        }
+        self.state.put_table(&st)?;
+        let image_sql = image::select_by_key_sql(&spec);
+        match self.tables.get_mut(&name) {
+            Some(t) => {
+                if hash_changed || t.tid != tid {
+                    t.schema_sent = false;
+                }
+                if t.tid != tid {
+                    t.next_seq = st.published_seq;
+                    t.chain = st.published_seq;
+                }
+                t.spec = spec;
+                t.tid = tid;
+                t.image_sql = image_sql;
+            }
+            None => {
+                self.tables.insert(
+                    name.clone(),
+                    Tracked {
+                        spec,
+                        tid,
+                        image_sql,
+                        next_seq: st.published_seq,
+                        chain: st.published_seq,
+                        schema_sent: false,
+                        paused: st.paused,
+                    },
+                );
+            }
+        }
+        self.by_tid.retain(|_, n| n != &name);
+        self.by_tid.insert(tid, name);
+        Ok(())
+    }
+
+    /// Re-runs enrollment when `PRAGMA schema_version` moved (`spec/agent.md` §10). Returns
+    /// whether it did.
+    pub fn check_schema(&mut self) -> Result<bool, EngineError> {
+        let v = source::schema_version(&self.source).map_err(|e| self.src_err(e))?;
+        if v == self.schema_version {
+            return Ok(false);
+        }
+        tracing::info!(schema_version = v, "schema changed: re-enrolling");
+        self.enroll()?;
+        Ok(true)
+    }
+
+    /// Reads pending changes and builds batches. `room(table)` says how many batches each
+    /// table may start now. Returns the batches in build order.
+    pub fn flush(&mut self, room: &dyn Fn(&str) -> usize) -> Result<Vec<ReadyBatch>, EngineError> {
+        self.check_schema()?;
+        let active: Vec<String> = self
+            .tables
+            .iter()
+            .filter(|(name, t)| !t.paused && room(name) > 0)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let Some(from) = active.iter().map(|n| self.tables[n].next_seq).min() else {
+            return Ok(Vec::new());
+        };
+
+        // One read transaction: the journal slice and every image it needs.
+        let tx = self.source.unchecked_transaction().map_err(|e| EngineError::Source {
+            path: self.cfg.source_db_path.clone(),
+            source: e,
+        })?;
+        let key_len = |tid: i64| self.by_tid.get(&tid).map(|n| self.tables[n].spec.key_columns.len());
+        let entries = journal::read_after(&tx, from, READ_SLICE, key_len).map_err(|e| EngineError::Source {
+            path: self.cfg.source_db_path.clone(),
+            source: e,
+        })?;
+        let slice_full = entries.len() == READ_SLICE;
+        let slice_end = entries.last().map_or(from, |e| e.seq);
+        let mut per_table: BTreeMap<String, Vec<Change>> = BTreeMap::new();
+        for e in entries {
+            let Some(name) = self.by_tid.get(&e.tid) else { continue };
+            if !active.contains(name) {
+                continue;
+            }
+            let t = &self.tables[name];
+            if e.seq <= t.next_seq {
+                continue;
+            }
+            let img = image::read(&tx, &t.spec, &t.image_sql, &e.key).map_err(|e| EngineError::Source {
+                path: self.cfg.source_db_path.clone(),
+                source: e,
+            })?;
+            per_table.entry(name.clone()).or_default().push(Change { seq: e.seq, op: e.op, key: e.key, image: img });
+        }
+        drop(tx);
+
+        let mut out = Vec::new();
+        let mut stats = BuildStats::default();
+        for name in &active {
+            let room_here = room(name);
+            let t = self.tables.get_mut(name).expect("active table is tracked");
+            let changes = per_table.remove(name).unwrap_or_default();
+            let mut limited = false;
+            if !changes.is_empty() {
+                let ctx = BatchContext {
+                    spec: &t.spec,
+                    journal_epoch: &self.epoch,
+                    send_schema_columns: !t.schema_sent,
+                    prev_commit_seq: Some(t.chain),
+                };
+                let mut built = builder::build(&ctx, &changes, ids::new_v7, &mut stats);
+                if built.len() > room_here {
+                    built.truncate(room_here);
+                    limited = true;
+                }
+                for b in built {
+                    t.schema_sent = true;
+                    t.chain = b.batch.last_commit_seq;
+                    t.next_seq = b.batch.last_commit_seq;
+                    out.push(ReadyBatch {
+                        info: BatchInfo {
+                            table: name.clone(),
+                            batch_id: b.batch.batch_id.clone(),
+                            last_seq: b.batch.last_commit_seq,
+                            rows: b.batch.rows.len(),
+                        },
+                        payload: b.payload,
+                    });
+                }
+            }
+            if !limited && (slice_full || slice_end > t.next_seq) {
+                // Everything of this table up to the end of the slice is in a batch now.
+                t.next_seq = t.next_seq.max(slice_end);
+            }
+        }
+        for (name, n) in [
+            ("null_key_rows", stats.null_key_rows),
+            ("invalid_utf8_values", stats.invalid_utf8_values),
+            ("oversized_rows", stats.oversized_rows),
+        ] {
+            if n > 0 {
+                self.state.bump_counter(name, n as i64)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Commits PUBACK cursor moves in one `state.db` transaction; under
+    /// [`Delivery::Puback`] the confirmed cursor moves too. Then prunes.
+    pub fn on_published(&mut self, moves: &[(String, i64)]) -> Result<(), EngineError> {
+        let confirm = self.cfg.delivery == Delivery::Puback;
+        let rows: Vec<(String, i64, i64)> =
+            moves.iter().map(|(t, s)| (t.clone(), *s, if confirm { *s } else { 0 })).collect();
+        self.state.advance_cursors(&rows, &now())?;
+        if confirm {
+            self.prune()?;
+        }
+        Ok(())
+    }
+
+    /// Moves confirmed cursors (from a verified receipt) and prunes.
+    pub fn on_confirmed(&mut self, moves: &[(String, i64)]) -> Result<(), EngineError> {
+        let rows: Vec<(String, i64, i64)> = moves.iter().map(|(t, s)| (t.clone(), 0, *s)).collect();
+        self.state.advance_cursors(&rows, &now())?;
+        self.prune()
+    }
+
+    /// Rewinds every table to its confirmed cursor: the next flush re-reads and re-sends
+    /// everything not confirmed, chained from that point (`receipts.md` §5.3). Under
+    /// [`Delivery::Puback`] the confirmed cursor is the published one.
+    pub fn rewind_all(&mut self) -> Result<(), EngineError> {
+        for (name, t) in self.tables.iter_mut() {
+            let st = self.state.table(name)?.unwrap_or_default();
+            t.next_seq = st.confirmed_seq;
+            t.chain = st.confirmed_seq;
+            t.schema_sent = false;
+        }
+        Ok(())
+    }
+
+    /// Rewinds every table to its published cursor (batches built but never acknowledged are
+    /// rebuilt; used after a connect without a session under `puback` delivery, and at start).
+    pub fn rewind_to_published(&mut self) -> Result<(), EngineError> {
+        for (name, t) in self.tables.iter_mut() {
+            let st = self.state.table(name)?.unwrap_or_default();
+            t.next_seq = st.published_seq;
+            t.chain = st.published_seq;
+        }
+        Ok(())
+    }
+
+    /// Deletes confirmed journal entries in short transactions; stops early when the
+    /// application holds the write lock (the next tick continues).
+    pub fn prune(&mut self) -> Result<(), EngineError> {
+        let mut cursors = Vec::new();
+        let mut floor = i64::MAX;
+        for t in self.state.tables()? {
+            if let (Some(tid), true) = (t.tid, self.tables.contains_key(&t.name)) {
+                cursors.push((tid, t.confirmed_seq));
+                floor = floor.min(t.confirmed_seq);
+            }
+        }
+        if floor == i64::MAX {
+            floor = 0;
+        }
+        loop {
+            match journal::prune_chunk(&self.source, &cursors, floor, PRUNE_CHUNK).map_err(|e| self.src_err(e))? {
+                Some(n) if n == PRUNE_CHUNK => continue,
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Records the source position in `state.db` (for restore detection).
+    pub fn record_position(&self) -> Result<(), EngineError> {
+        let pos = journal::max_seq(&self.source).map_err(|e| self.src_err(e))?;
+        self.state.set_meta("source_position", &pos.to_string())?;
+        Ok(())
+    }
+
+    /// Pending journal entries and their stored bytes, per enrolled table, above the
+    /// confirmed cursor.
+    pub fn pending(&self) -> Result<Vec<(String, i64, i64)>, EngineError> {
+        let mut cursors = Vec::new();
+        for (name, t) in &self.tables {
+            let st = self.state.table(name)?.unwrap_or_default();
+            cursors.push((t.tid, st.confirmed_seq));
+        }
+        let counts = journal::pending_by_table(&self.source, &cursors).map_err(|e| self.src_err(e))?;
+        Ok(counts
+            .into_iter()
+            .filter_map(|(tid, n, b)| self.by_tid.get(&tid).map(|name| (name.clone(), n, b)))
+            .collect())
+    }
+}
+
+enum EpochError {
+    Source(rusqlite::Error),
+    State(StateError),
+}
+
+impl From<rusqlite::Error> for EpochError {
+    fn from(e: rusqlite::Error) -> Self {
+        EpochError::Source(e)
+    }
+}
+
+impl From<StateError> for EpochError {
+    fn from(e: StateError) -> Self {
+        EpochError::State(e)
+    }
+}
+
+/// `spec/agent.md` §7.3: compare `state.db` with the source's instance row and position.
+fn decide_epoch(src: &Connection, state: &StateDb) -> Result<(String, EpochDecision), EpochError> {
+    let journal_existed = journal::exists(src)?;
+    instance::create(src)?;
+    journal::create(src)?;
+    let inst = instance::read(src)?;
+    let known_instance = state.meta("instance_id")?;
+    let known_epoch = state.meta("journal_epoch")?;
+    let known_position: Option<i64> = state.meta("source_position")?.and_then(|s| s.parse().ok());
+    let position = journal::max_seq(src)?;
+
+    let decision = match (&known_instance, &inst) {
+        (None, None) => EpochDecision::FirstRun,
+        (None, Some(_)) => EpochDecision::StateLost,
+        (Some(_), None) => EpochDecision::SourceReplaced,
+        (Some(k), Some(i)) if *k != i.instance_id => EpochDecision::SourceReplaced,
+        (Some(_), Some(_)) if !journal_existed => EpochDecision::JournalReinitialised,
+        (Some(_), Some(_)) if known_position.is_some_and(|p| position < p) => EpochDecision::SourceRestored,
+        (Some(_), Some(_)) => EpochDecision::Kept,
+    };
+    let now_t = time::OffsetDateTime::now_utc();
+    let (instance_id, epoch) = match decision {
+        EpochDecision::Kept => {
+            let inst = inst.expect("kept implies an instance row");
+            let epoch = known_epoch.unwrap_or(inst.journal_epoch);
+            return Ok((epoch, decision));
+        }
+        EpochDecision::FirstRun | EpochDecision::SourceReplaced => {
+            // The previous epoch to beat is whichever either side remembers.
+            let prev = greatest(known_epoch.as_deref(), inst.as_ref().map(|i| i.journal_epoch.as_str()));
+            (ids::new_v7(), ids::next_epoch_after(prev.as_deref(), now_t))
+        }
+        _ => {
+            let inst_ref = inst.as_ref().expect("instance row present");
+            let prev = greatest(known_epoch.as_deref(), Some(inst_ref.journal_epoch.as_str()));
+            (inst_ref.instance_id.clone(), ids::next_epoch_after(prev.as_deref(), now_t))
+        }
+    };
+    let created_at = match (&inst, decision) {
+        (Some(i), EpochDecision::StateLost | EpochDecision::SourceRestored | EpochDecision::JournalReinitialised) => {
+            i.created_at.clone()
+        }
+        _ => now(),
+    };
+    instance::write(src, &instance::Instance { instance_id: instance_id.clone(), created_at, journal_epoch: epoch.clone() })?;
+    // A new epoch: every cursor restarts (commit_seq values of the new life are compared
+    // within it only).
+    let tx = state.conn().unchecked_transaction().map_err(|e| state.err(e))?;
+    tx.execute("UPDATE tables SET published_seq = 0, confirmed_seq = 0, chain_seq = 0, confirmed_at = NULL", [])
+        .map_err(|e| state.err(e))?;
+    for (k, v) in [("instance_id", instance_id.as_str()), ("journal_epoch", epoch.as_str()), ("source_position", &position.to_string())] {
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [k, v],
+        )
+        .map_err(|e| state.err(e))?;
+    }
+    tx.execute(
+        "INSERT OR IGNORE INTO epochs (journal_epoch, started_at, reason) VALUES (?1, ?2, ?3)",
+        [epoch.as_str(), &now(), &format!("{decision:?}")],
+    )
+    .map_err(|e| state.err(e))?;
+    tx.commit().map_err(|e| state.err(e))?;
+    Ok((epoch, decision))
+}
+
+fn greatest(a: Option<&str>, b: Option<&str>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if a.to_ascii_lowercase() >= b.to_ascii_lowercase() { a } else { b }.to_string()),
+        (a, b) => a.or(b).map(str::to_string),
+    }
+}

@@ -1,0 +1,255 @@
+//! Batches between publish and PUBACK: an I/O-free state machine.
+//!
+//! The agent assigns MQTT packet ids itself, so a PUBACK names its batch directly and nothing
+//! depends on the order in which the client library writes packets. A table's
+//! published cursor moves to the `last_commit_seq` of the longest run of its in-flight
+//! batches, oldest first, that all have their PUBACK (`spec/agent.md` §8.5). On a disconnect
+//! every unacknowledged batch is kept and re-sent with the same bytes and packet id after the
+//! next connect; the MQTT client holds nothing the agent relies on.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+/// One batch handed to the transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// MQTT packet id assigned by [`InFlight::start`].
+    pub pkid: u16,
+    /// Full topic.
+    pub topic: Arc<str>,
+    /// The exact bytes; a resend uses the same ones.
+    pub payload: bytes::Bytes,
+    /// True when this is a resend after a reconnect (MQTT DUP flag).
+    pub dup: bool,
+}
+
+/// What a batch moves when it is acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchInfo {
+    /// Source table.
+    pub table: String,
+    /// `batch_id`, for logs.
+    pub batch_id: String,
+    /// `last_commit_seq` (for snapshot parts: H).
+    pub last_seq: i64,
+    /// Number of row changes.
+    pub rows: usize,
+}
+
+#[derive(Debug)]
+struct Entry {
+    info: BatchInfo,
+    topic: Arc<str>,
+    payload: bytes::Bytes,
+    acked: bool,
+}
+
+/// A cursor move produced by PUBACKs: table → new published cursor.
+pub type CursorMove = (String, i64);
+
+/// The in-flight set.
+#[derive(Debug)]
+pub struct InFlight {
+    max_total: usize,
+    max_per_table: usize,
+    next_pkid: u16,
+    max_pkid: u16,
+    by_pkid: BTreeMap<u16, Entry>,
+    order: HashMap<String, VecDeque<u16>>,
+}
+
+impl InFlight {
+    /// A set allowing `max_total` batches in flight, at most `max_per_table` per table.
+    /// Packet ids cycle through `1..=max_pkid` (`max_pkid` ≥ `max_total`).
+    pub fn new(max_total: usize, max_per_table: usize, max_pkid: u16) -> Self {
+        assert!(max_pkid as usize >= max_total && max_total > 0);
+        InFlight {
+            max_total,
+            max_per_table,
+            next_pkid: 1,
+            max_pkid,
+            by_pkid: BTreeMap::new(),
+            order: HashMap::new(),
+        }
+    }
+
+    /// Batches in flight.
+    pub fn len(&self) -> usize {
+        self.by_pkid.len()
+    }
+
+    /// Whether nothing is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.by_pkid.is_empty()
+    }
+
+    /// How many more batches `table` may start now.
+    pub fn room_for(&self, table: &str) -> usize {
+        let total_room = self.max_total.saturating_sub(self.by_pkid.len());
+        let table_used = self.order.get(table).map_or(0, VecDeque::len);
+        total_room.min(self.max_per_table.saturating_sub(table_used))
+    }
+
+    /// Total room left.
+    pub fn room(&self) -> usize {
+        self.max_total.saturating_sub(self.by_pkid.len())
+    }
+
+    /// Registers a batch and returns what to hand to the transport. Callers check
+    /// [`Self::room_for`] first.
+    pub fn start(&mut self, info: BatchInfo, topic: Arc<str>, payload: bytes::Bytes) -> Outgoing {
+        let pkid = self.alloc_pkid();
+        self.order.entry(info.table.clone()).or_default().push_back(pkid);
+        self.by_pkid.insert(pkid, Entry { info, topic: topic.clone(), payload: payload.clone(), acked: false });
+        Outgoing { pkid, topic, payload, dup: false }
+    }
+
+    fn alloc_pkid(&mut self) -> u16 {
+        loop {
+            let candidate = self.next_pkid;
+            self.next_pkid = if self.next_pkid >= self.max_pkid { 1 } else { self.next_pkid + 1 };
+            if !self.by_pkid.contains_key(&candidate) {
+                return candidate;
+            }
+        }
+    }
+
+    /// Handles a PUBACK. Returns the table's new published cursor when the acknowledged prefix
+    /// grew, with the batches it covers. An unknown packet id (a late PUBACK from an earlier
+    /// connection, already resolved) returns `None`.
+    pub fn on_puback(&mut self, pkid: u16) -> Option<(CursorMove, Vec<BatchInfo>)> {
+        let table = {
+            let entry = self.by_pkid.get_mut(&pkid)?;
+            entry.acked = true;
+            entry.info.table.clone()
+        };
+        let queue = self.order.get_mut(&table)?;
+        let mut done = Vec::new();
+        while let Some(&front) = queue.front() {
+            if !self.by_pkid.get(&front).is_some_and(|e| e.acked) {
+                break;
+            }
+            queue.pop_front();
+            if let Some(e) = self.by_pkid.remove(&front) {
+                done.push(e.info);
+            }
+        }
+        if queue.is_empty() {
+            self.order.remove(&table);
+        }
+        let last = done.iter().map(|b| b.last_seq).max()?;
+        Some(((table, last), done))
+    }
+
+    /// Every unacknowledged batch, oldest first per table, to re-send after a reconnect with
+    /// the same bytes and packet id (DUP set).
+    pub fn resend_all(&self) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        let mut tables: Vec<&String> = self.order.keys().collect();
+        tables.sort();
+        for t in tables {
+            for pkid in &self.order[t] {
+                let e = &self.by_pkid[pkid];
+                if !e.acked {
+                    out.push(Outgoing { pkid: *pkid, topic: e.topic.clone(), payload: e.payload.clone(), dup: true });
+                }
+            }
+        }
+        out
+    }
+
+    /// Forgets every batch of `table` (after a rewind: they will be rebuilt).
+    pub fn forget_table(&mut self, table: &str) {
+        if let Some(queue) = self.order.remove(table) {
+            for pkid in queue {
+                self.by_pkid.remove(&pkid);
+            }
+        }
+    }
+
+    /// Forgets everything (after a connect without a session, when rebuilding from cursors).
+    pub fn clear(&mut self) {
+        self.by_pkid.clear();
+        self.order.clear();
+    }
+
+    /// Tables with batches in flight.
+    pub fn tables(&self) -> Vec<String> {
+        self.order.keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(table: &str, last: i64) -> BatchInfo {
+        BatchInfo { table: table.into(), batch_id: format!("b{last}"), last_seq: last, rows: 1 }
+    }
+
+    fn start(f: &mut InFlight, table: &str, last: i64) -> u16 {
+        f.start(info(table, last), Arc::from("t"), bytes::Bytes::from_static(b"x")).pkid
+    }
+
+    #[test]
+    fn an_out_of_order_puback_waits_for_the_older_batch() {
+        let mut f = InFlight::new(8, 4, 16);
+        let a = start(&mut f, "t", 10);
+        let b = start(&mut f, "t", 20);
+        assert_eq!(f.on_puback(b), None);
+        let ((table, cursor), done) = f.on_puback(a).unwrap();
+        assert_eq!((table.as_str(), cursor, done.len()), ("t", 20, 2));
+        assert!(f.is_empty());
+    }
+
+    #[test]
+    fn tables_advance_independently() {
+        let mut f = InFlight::new(8, 4, 16);
+        let a = start(&mut f, "a", 5);
+        let _b = start(&mut f, "b", 6);
+        assert_eq!(f.on_puback(a).unwrap().0, ("a".to_string(), 5));
+        assert_eq!(f.len(), 1);
+    }
+
+    #[test]
+    fn an_unknown_puback_changes_nothing() {
+        let mut f = InFlight::new(8, 4, 16);
+        start(&mut f, "a", 5);
+        assert_eq!(f.on_puback(9), None);
+        assert_eq!(f.len(), 1);
+    }
+
+    #[test]
+    fn room_is_bounded_per_table_and_in_total() {
+        let mut f = InFlight::new(3, 2, 3);
+        start(&mut f, "a", 1);
+        start(&mut f, "a", 2);
+        assert_eq!(f.room_for("a"), 0);
+        assert_eq!(f.room_for("b"), 1);
+        start(&mut f, "b", 3);
+        assert_eq!(f.room_for("c"), 0);
+    }
+
+    #[test]
+    fn packet_ids_skip_those_still_in_flight() {
+        let mut f = InFlight::new(2, 2, 2);
+        let a = start(&mut f, "a", 1);
+        let b = start(&mut f, "a", 2);
+        f.on_puback(a).unwrap();
+        let c = start(&mut f, "a", 3);
+        assert_ne!(c, b);
+        assert_eq!(c, a);
+    }
+
+    #[test]
+    fn resend_keeps_bytes_and_ids_of_unacked_batches_only() {
+        let mut f = InFlight::new(8, 4, 16);
+        let a = start(&mut f, "t", 1);
+        let b = start(&mut f, "t", 2);
+        f.on_puback(b);
+        let again = f.resend_all();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].pkid, a);
+        assert!(again[0].dup);
+    }
+}

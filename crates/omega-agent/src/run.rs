@@ -1,0 +1,253 @@
+//! `omega agent run`: the event loop that joins the [`Engine`] (SQLite, on blocking threads)
+//! with the MQTT connection.
+//!
+//! One task owns the `rumqttc` event loop. Publishes are queued into it with packet ids the
+//! agent assigned ([`InFlight`]), so a PUBACK always names its batch. On a disconnect the
+//! client's own queue is discarded; after the next CONNACK the agent re-sends what it holds
+//! (same bytes and ids when the broker kept the session; rebuilt from the durable cursor when
+//! it did not). Cursors move only on PUBACK (and, with receipts, on confirmation).
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, Incoming, QoS, Request};
+use tokio::time::{MissedTickBehavior, interval, sleep};
+
+use crate::engine::{Delivery, Engine, EngineConfig, EngineError};
+use crate::publish::inflight::InFlight;
+use crate::transport::{MqttSettings, TransportError, mqtt_options};
+
+/// Batches in flight at most, in total and per table (`spec/agent.md` §8.5).
+const MAX_INFLIGHT: usize = 32;
+const MAX_INFLIGHT_PER_TABLE: usize = 4;
+/// Packet ids cycle through 1..=this (rumqttc's in-flight window must be at least as large).
+const MAX_PKID: u16 = 64;
+/// Without a PUBACK for this long while connected, the connection is dropped and the batch
+/// re-sent (a lost packet never blocks a table for good).
+const PUBACK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Everything `run` needs.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The engine's part.
+    pub engine: EngineConfig,
+    /// The broker connection.
+    pub mqtt: MqttSettings,
+    /// `flush_interval`.
+    pub flush_interval: Duration,
+    /// `receipt_timeout` (`receipts.md` §5.3).
+    pub receipt_timeout: Duration,
+}
+
+/// Errors that end `run`.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Startup or a later engine step failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The connection settings are unusable.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// A blocking task panicked.
+    #[error("internal task failed: {0}")]
+    Join(String),
+}
+
+/// What a finished run reports.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Batches acknowledged by the broker during the run.
+    pub batches_acked: u64,
+    /// Row changes in those batches.
+    pub rows_acked: u64,
+}
+
+type Shared = Arc<Mutex<Engine>>;
+
+async fn with_engine<T: Send + 'static>(
+    engine: &Shared,
+    f: impl FnOnce(&mut Engine) -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, RunError> {
+    let engine = engine.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut guard = engine.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    })
+    .await
+    .map_err(|e| RunError::Join(e.to_string()))?
+    .map_err(RunError::from)
+}
+
+/// Runs the agent until `shutdown` completes; then stops starting batches, waits up to 10 s
+/// for PUBACKs of those in flight, commits cursors and returns.
+pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<RunSummary, RunError> {
+    let engine_cfg = cfg.engine.clone();
+    let engine = tokio::task::spawn_blocking(move || Engine::open(engine_cfg))
+        .await
+        .map_err(|e| RunError::Join(e.to_string()))??;
+    let device = cfg.engine.device_id.clone();
+    let epoch = engine.epoch().to_string();
+    let span = tracing::info_span!("agent", device_id = %device, journal_epoch = %epoch);
+    let _enter = span.enter();
+    tracing::info!(tables = ?engine.table_names(), "capture enrolled");
+    let engine: Shared = Arc::new(Mutex::new(engine));
+
+    let opts = mqtt_options(&cfg.mqtt, MAX_PKID)?;
+    let (client, mut eventloop) = AsyncClient::new(opts, 256);
+    let root = cfg.engine.root_topic.clone();
+    let batch_topic: Arc<str> = Arc::from(format!("{root}/sync/rows/batch"));
+    let control_topic = format!("{root}/sync/ingest/control");
+    let receipt_topic = format!("{root}/sync/ingest/receipt");
+
+    let mut inflight = InFlight::new(MAX_INFLIGHT, MAX_INFLIGHT_PER_TABLE, MAX_PKID);
+    let mut sent_at: std::collections::HashMap<u16, Instant> = Default::default();
+    let mut connected = false;
+    let mut backoff = Duration::from_secs(1);
+    let mut summary = RunSummary::default();
+    let tick_every = cfg.flush_interval.min(Duration::from_secs(1));
+    let mut ticker = interval(tick_every);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_flush = Instant::now() - cfg.flush_interval;
+    let mut more_pending = false;
+    let mut last_progress = Instant::now();
+    tokio::pin!(shutdown);
+    let mut stopping: Option<Instant> = None;
+
+    loop {
+        if let Some(since) = stopping {
+            if inflight.is_empty() || since.elapsed() > Duration::from_secs(10) || !connected {
+                break;
+            }
+        }
+        // Flush when due: the interval passed, or a backlog waits and there is room.
+        let due = last_flush.elapsed() >= cfg.flush_interval || more_pending;
+        if connected && stopping.is_none() && due && inflight.room() > 0 {
+            last_flush = Instant::now();
+            let rooms: std::collections::HashMap<String, usize> = {
+                let names = engine.lock().unwrap_or_else(|p| p.into_inner()).table_names();
+                names.into_iter().map(|n| {
+                    let r = inflight.room_for(&n);
+                    (n, r)
+                }).collect()
+            };
+            let ready = with_engine(&engine, move |e| e.flush(&|t| rooms.get(t).copied().unwrap_or(0))).await?;
+            more_pending = !ready.is_empty() && inflight.room() <= ready.len();
+            for b in ready {
+                let out = inflight.start(b.info, batch_topic.clone(), bytes::Bytes::from(b.payload));
+                sent_at.insert(out.pkid, Instant::now());
+                queue_publish(&mut eventloop, &out);
+            }
+        }
+        // Receipts: without progress for receipt_timeout, re-send from the confirmed point.
+        if connected && cfg.engine.delivery == Delivery::Receipts && last_progress.elapsed() > cfg.receipt_timeout {
+            let unconfirmed = with_engine(&engine, |e| {
+                Ok(e.state().tables().map_err(EngineError::from)?.iter().any(|t| t.published_seq > t.confirmed_seq))
+            })
+            .await?;
+            last_progress = Instant::now();
+            if unconfirmed {
+                tracing::warn!(timeout = ?cfg.receipt_timeout, "no receipt progress: re-sending unconfirmed changes");
+                inflight.clear();
+                sent_at.clear();
+                with_engine(&engine, |e| e.rewind_all()).await?;
+                more_pending = true;
+            }
+        }
+        if connected && sent_at.values().any(|t| t.elapsed() > PUBACK_TIMEOUT) {
+            tracing::warn!("PUBACK overdue: reconnecting");
+            eventloop.clean();
+            eventloop.pending.clear();
+            sent_at.clear();
+            connected = false;
+        }
+
+        tokio::select! {
+            biased;
+            _ = &mut shutdown, if stopping.is_none() => {
+                tracing::info!(in_flight = inflight.len(), "stopping: waiting for in-flight batches");
+                stopping = Some(Instant::now());
+            }
+            ev = eventloop.poll() => match ev {
+                Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
+                    connected = true;
+                    backoff = Duration::from_secs(1);
+                    tracing::info!(session_present = ack.session_present, "connected to broker");
+                    client.try_subscribe(control_topic.clone(), QoS::AtLeastOnce).ok();
+                    client.try_subscribe(receipt_topic.clone(), QoS::AtLeastOnce).ok();
+                    if ack.session_present {
+                        for out in inflight.resend_all() {
+                            sent_at.insert(out.pkid, Instant::now());
+                            queue_publish(&mut eventloop, &out);
+                        }
+                    } else {
+                        // The broker has no session: nothing it holds can be trusted to arrive.
+                        inflight.clear();
+                        sent_at.clear();
+                        match cfg.engine.delivery {
+                            Delivery::Receipts => with_engine(&engine, |e| e.rewind_all()).await?,
+                            Delivery::Puback => with_engine(&engine, |e| e.rewind_to_published()).await?,
+                        }
+                    }
+                    last_progress = Instant::now();
+                    more_pending = true;
+                }
+                Ok(Event::Incoming(Incoming::PubAck(ack))) => {
+                    sent_at.remove(&ack.pkid);
+                    if let Some((mv, done)) = inflight.on_puback(ack.pkid) {
+                        summary.batches_acked += done.len() as u64;
+                        summary.rows_acked += done.iter().map(|b| b.rows as u64).sum::<u64>();
+                        with_engine(&engine, move |e| e.on_published(&[mv])).await?;
+                        if cfg.engine.delivery == Delivery::Puback {
+                            last_progress = Instant::now();
+                        }
+                        more_pending = true;
+                    }
+                }
+                Ok(Event::Incoming(Incoming::Publish(p))) => {
+                    tracing::debug!(topic = %p.topic, bytes = p.payload.len(), "downlink message (not handled yet)");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if connected {
+                        tracing::warn!(error = %e, "broker connection lost");
+                    } else {
+                        tracing::warn!(error = %e, retry_in = ?backoff, "cannot connect to broker");
+                    }
+                    connected = false;
+                    eventloop.pending.clear();
+                    sent_at.clear();
+                    if stopping.is_some() {
+                        break;
+                    }
+                    let pause = jitter(backoff);
+                    tokio::select! {
+                        _ = sleep(pause) => {}
+                        _ = &mut shutdown, if stopping.is_none() => { stopping = Some(Instant::now()); }
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                }
+            },
+            _ = ticker.tick() => {}
+        }
+    }
+    let _ = client.try_disconnect();
+    with_engine(&engine, |e| e.record_position()).await?;
+    tracing::info!(batches = summary.batches_acked, rows = summary.rows_acked, "agent stopped");
+    Ok(summary)
+}
+
+fn queue_publish(eventloop: &mut rumqttc::EventLoop, out: &crate::publish::inflight::Outgoing) {
+    let mut p = rumqttc::Publish::from_bytes(out.topic.to_string(), QoS::AtLeastOnce, out.payload.clone());
+    p.pkid = out.pkid;
+    p.dup = out.dup;
+    eventloop.pending.push_back(Request::Publish(p));
+}
+
+/// `d` ± 25 %, so a fleet does not reconnect in step.
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |t| t.subsec_nanos());
+    let spread = d.as_millis() as u64 / 2;
+    let offset = if spread == 0 { 0 } else { u64::from(nanos) % spread };
+    d - d / 4 + Duration::from_millis(offset)
+}

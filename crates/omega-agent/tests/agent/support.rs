@@ -1,0 +1,165 @@
+//! Shared fixtures: a source database with hostile tables, an application writer, a wire
+//! recorder subscribed with an independent MQTT client, and the mirror rebuilt from the wire.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use omega_agent::engine::{Delivery, EngineConfig};
+use omega_agent::run::RunConfig;
+use omega_agent::transport::MqttSettings;
+use omega_protocol::message::{Op, RowBatch};
+use omega_protocol::topic::Suffix;
+use omega_protocol::validate::{DeviceMessage, decode_device_message};
+use omega_protocol::value::SqlValue;
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+
+/// Tables whose names and values are hostile on purpose.
+pub const SCHEMA: &str = r#"
+    PRAGMA journal_mode = WAL;
+    CREATE TABLE "order" (id INTEGER PRIMARY KEY NOT NULL, item TEXT, qty INTEGER, price REAL);
+    CREATE TABLE "a""b" (site TEXT NOT NULL, n INTEGER NOT NULL, payload BLOB, note, PRIMARY KEY (site, n)) WITHOUT ROWID;
+    CREATE TABLE "naïve table" (k BLOB PRIMARY KEY NOT NULL, v REAL, t TEXT);
+    CREATE TABLE no_pk (msg TEXT);
+"#;
+
+/// A fresh source database in `dir`.
+pub fn source_db(dir: &Path) -> PathBuf {
+    let path = dir.join("source.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(SCHEMA).unwrap();
+    path
+}
+
+/// An application connection as a real app would open it.
+pub fn app_conn(path: &Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn
+}
+
+/// A unique device id / root topic per test.
+pub fn unique_device(prefix: &str) -> String {
+    format!("{prefix}-{}", omega_protocol::ids::new_v7().replace('-', "")[..20].to_string())
+}
+
+/// A run configuration for a device on `broker_url`.
+pub fn run_config(dir: &Path, source: &Path, device: &str, broker_url: &str) -> RunConfig {
+    RunConfig {
+        engine: EngineConfig {
+            device_id: device.to_string(),
+            root_topic: format!("omega/{device}"),
+            source_db_path: source.to_path_buf(),
+            state_db_path: dir.join("state").join("state.db"),
+            strategies: BTreeMap::new(),
+            delivery: Delivery::Puback,
+        },
+        mqtt: MqttSettings {
+            url: broker_url.to_string(),
+            client_id: device.to_string(),
+            keep_alive: Duration::from_secs(5),
+            credentials: None,
+            tls: None,
+        },
+        flush_interval: Duration::from_millis(100),
+        receipt_timeout: Duration::from_secs(30),
+    }
+}
+
+/// Every row batch seen on the wire for one device, decoded by the protocol's validator.
+#[derive(Clone, Default)]
+pub struct Wire {
+    /// Batches in arrival order.
+    pub batches: Arc<Mutex<Vec<RowBatch>>>,
+}
+
+impl Wire {
+    /// Subscribes to `omega/{device}/sync/rows/batch` on `addr` and records what arrives.
+    /// Returns once the subscription is acknowledged.
+    pub async fn record(addr: std::net::SocketAddr, device: &str) -> Wire {
+        let wire = Wire::default();
+        let mut o = MqttOptions::new(format!("rec-{device}"), addr.ip().to_string(), addr.port());
+        o.set_max_packet_size(64 << 20, 64 << 20);
+        o.set_keep_alive(Duration::from_secs(5));
+        let (client, mut el) = AsyncClient::new(o, 64);
+        client.subscribe(format!("omega/{device}/sync/rows/batch"), QoS::AtLeastOnce).await.unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut tx = Some(tx);
+        let batches = wire.batches.clone();
+        tokio::spawn(async move {
+            let _client = client;
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Incoming::SubAck(_))) => {
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Incoming::Publish(p))) => {
+                        match decode_device_message(Suffix::RowsBatch, &p.payload) {
+                            Ok(DeviceMessage::RowBatch(b)) => batches.lock().unwrap().push(b),
+                            other => panic!("agent published an invalid batch: {other:?}"),
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), rx).await.expect("SUBACK within 10 s").unwrap();
+        wire
+    }
+
+    /// The mirror the wire implies: per table, per canonical pk, the change with the greatest
+    /// (epoch, commit_seq); deleted rows removed.
+    pub fn mirror(&self) -> BTreeMap<String, BTreeMap<String, Vec<(String, SqlValue)>>> {
+        let mut best: BTreeMap<(String, String), ((String, i64), Option<Vec<(String, SqlValue)>>)> = BTreeMap::new();
+        for b in self.batches.lock().unwrap().iter() {
+            for r in &b.rows {
+                let key = (b.source_table.clone(), omega_protocol::pk::canonical_pk(&r.pk));
+                let version = (b.journal_epoch.clone(), r.commit_seq);
+                let row = if r.op == Op::Delete { None } else { r.row.clone() };
+                match best.get(&key) {
+                    Some((v, _)) if *v >= version => {}
+                    _ => {
+                        best.insert(key, (version, row));
+                    }
+                }
+            }
+        }
+        let mut out: BTreeMap<String, BTreeMap<String, Vec<(String, SqlValue)>>> = BTreeMap::new();
+        for ((table, pk), (_, row)) in best {
+            if let Some(row) = row {
+                out.entry(table).or_default().insert(pk, row);
+            }
+        }
+        out
+    }
+}
+
+/// The source's current rows in the same shape as [`Wire::mirror`].
+pub fn source_rows(path: &Path, tables: &[&str]) -> BTreeMap<String, BTreeMap<String, Vec<(String, SqlValue)>>> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut out: BTreeMap<String, BTreeMap<String, Vec<(String, SqlValue)>>> = BTreeMap::new();
+    for t in tables {
+        let spec = omega_agent::capture::TableSpec::read(&conn, t).unwrap();
+        let sql = format!("SELECT {} FROM {}", spec.column_list(), omega_agent::sql::quote_ident(t));
+        let mut stmt = conn.prepare(&sql).unwrap();
+        let mut rows = stmt.query([]).unwrap();
+        while let Some(r) = rows.next().unwrap() {
+            let mut row = Vec::new();
+            for (i, c) in spec.columns.iter().enumerate() {
+                let cell = omega_agent::source::cell::Cell::from_ref(r.get_ref(i).unwrap());
+                row.push((c.clone(), cell.to_wire().0));
+            }
+            let pk: Vec<(String, SqlValue)> = spec
+                .key_columns
+                .iter()
+                .map(|k| row.iter().find(|(c, _)| c == k).unwrap().clone())
+                .collect();
+            out.entry(t.to_string()).or_default().insert(omega_protocol::pk::canonical_pk(&pk), row);
+        }
+    }
+    out
+}
