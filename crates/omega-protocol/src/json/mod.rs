@@ -23,6 +23,7 @@ mod write;
 mod tests;
 
 pub use parse::{BadNumber, Lenient, MAX_DEPTH, parse, parse_lenient};
+pub(crate) use write::write_integer;
 pub use write::{
     to_canonical_vec, to_compact_vec, write_canonical, write_compact, write_real, write_string,
 };

@@ -1,4 +1,29 @@
-//! Every payload of the protocol, as typed values.
+//! Every payload of the protocol, as typed values, with encoders to compact JSON bytes.
+//!
+//! Decoding (with the checks of `protocol.md` §14) lives in [`crate::validate`]. Encoders omit
+//! absent optional fields (never `null`), except `row: null` of a delete (§8.3).
+//!
+//! - [`RowBatch`] (§8) with [`RowChange`] and [`SnapshotMarker`]
+//! - [`TelemetryBatch`] (§9) with [`TelemetrySample`]
+//! - [`SchemaObservation`] (§10), [`ControlAck`] (§11)
+//! - [`ControlEnvelope`] (§12) with [`ControlKind`] and [`Signature`]
+//! - [`Receipt`] (`receipts.md` §4)
+
+mod control;
+mod observe;
+mod receipt;
+mod rows;
+mod telemetry;
+mod write;
+
+pub use control::{ControlAck, ControlEnvelope, ControlKind, Signature};
+pub use observe::SchemaObservation;
+pub use receipt::{Receipt, ReceiptLineage, RejectedBatch, SnapshotComplete};
+pub use rows::{ROW_BATCH_CAPTURE_STRATEGY, encode_row_change, row_batch_overhead_bound};
+pub use telemetry::{
+    TELEMETRY_BATCH_CAPTURE_STRATEGY, TelemetryBatch, TelemetrySample, encode_telemetry_sample,
+    telemetry_batch_overhead_bound,
+};
 
 use crate::schema::SchemaColumns;
 use crate::value::SqlValue;
@@ -12,6 +37,27 @@ pub enum Op {
     Update,
     /// `delete` (a tombstone in the cloud).
     Delete,
+}
+
+impl Op {
+    /// The wire name: `insert`, `update` or `delete`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Insert => "insert",
+            Op::Update => "update",
+            Op::Delete => "delete",
+        }
+    }
+
+    /// Reads a wire name.
+    pub fn parse(s: &str) -> Option<Op> {
+        match s {
+            "insert" => Some(Op::Insert),
+            "update" => Some(Op::Update),
+            "delete" => Some(Op::Delete),
+            _ => None,
+        }
+    }
 }
 
 /// Column name → value, in the order the columns were given. Used for `pk`, `row`, `fields`.
