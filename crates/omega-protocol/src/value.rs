@@ -169,7 +169,7 @@ pub fn record_to_json(record: &Record) -> Json {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use proptest::prelude::*;
 
     use super::*;
