@@ -5,9 +5,11 @@
 //! ## Layout
 //! - [`config`]: the client YAML (raw serde layer, then a validated [`config::AgentConfig`]).
 //! - [`discover`]: table discovery and enrollment verdicts over the source database.
+//! - [`tls_check`]: offline checks of CA bundles, client certificates and keys.
 
 pub mod config;
 pub mod discover;
+pub mod tls_check;
 pub mod capture;
 pub mod publish;
 pub mod source;
