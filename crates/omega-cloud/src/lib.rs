@@ -1,8 +1,40 @@
 //! # omega-cloud
 //!
-//! The cloud side of Omega (`spec/cloud.md`).
+//! The cloud side of Omega (`spec/cloud.md`): it receives device messages from the broker,
+//! dedupes and validates them, keeps one lineage per (device, table), governs schemas through
+//! reviews, stages what it may not apply yet, and materializes approved columns into mirror
+//! tables in PostgreSQL or SQLite.
 //!
-//! ## Layout
+//! ## Layout (in data-path order)
 //! - [`config`]: `cloud.yaml` (raw serde layer, then a validated config).
+//! - [`ingest`]: MQTT subscription, routing, validation, N workers, in-order acknowledgements.
+//! - [`apply`]: the one-transaction apply of a row batch (§4.3), generic over the store.
+//! - [`dedupe`]: the batch ledger and the confirmed point (`receipts.md` §3).
+//! - [`lineage`]: lineage records, status and pause causes (§6).
+//! - [`schema_review`]: classification (§7) and reviews (§8).
+//! - [`staging`] and [`replay`]: staged rows and their replay (§9).
+//! - [`materialize`]: mirror shapes, the fit check and version-guarded writes (§10).
+//! - [`snapshot`]: snapshot bookkeeping and completion (§10.7).
+//! - [`quarantine`]: rejected messages and refused rows (§5).
+//! - [`naming`]: mirror table and column names (§10.1).
+//! - [`policy`]: the schema policy and review scopes.
+//! - [`store`]: the [`store::Store`] trait and its PostgreSQL and SQLite implementations.
+//! - [`wire`]: wire encoding of stored values (stand-in until `omega-protocol` has it).
 
+#![warn(missing_docs)]
+
+pub mod apply;
 pub mod config;
+pub mod dedupe;
+pub mod ingest;
+pub mod lineage;
+pub mod materialize;
+pub mod naming;
+pub mod policy;
+pub mod quarantine;
+pub mod replay;
+pub mod schema_review;
+pub mod snapshot;
+pub mod staging;
+pub mod store;
+pub mod wire;

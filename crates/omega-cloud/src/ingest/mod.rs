@@ -1,0 +1,1 @@
+//! Ingest over MQTT (`cloud.md` §4, §15).

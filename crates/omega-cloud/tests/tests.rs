@@ -1,0 +1,8 @@
+//! Integration tests of omega-cloud, one binary (`cargo test -p omega-cloud`):
+//!
+//! - `conformance`: one suite of store behaviour, run against SQLite and PostgreSQL (each
+//!   PostgreSQL test on its own fresh database);
+//! - `ingest`: end to end over the machine's mosquitto.
+
+mod conformance;
+mod support;
