@@ -40,7 +40,7 @@ use std::fmt;
 
 pub use cloud::{decode_control, decode_receipt};
 pub use device::{
-    DeviceMessage, decode_device_message, validate_row_batch, validate_telemetry_batch,
+    DeviceMessage, TENANT_KEYS, decode_device_message, validate_row_batch, validate_telemetry_batch,
 };
 
 /// Every rejection code (`protocol.md` §14.1), plus `materialization_failed` (`cloud.md`
