@@ -203,9 +203,11 @@ impl ConfigError {
     }
 
     /// The message without the file and path prefix (what `--json` prints as `message`).
+    /// With a path, the line (when known) is appended; without one, it leads: `line 3: …`.
     pub fn message(&self) -> String {
         match (&self.path, self.line) {
             (Some(_), Some(line)) => format!("{} (line {line})", self.kind),
+            (None, Some(line)) => format!("line {line}: {}", self.kind),
             _ => self.kind.to_string(),
         }
     }
@@ -213,10 +215,9 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.path, self.line) {
-            (Some(path), _) => write!(f, "{}: {path}: {}", self.file, self.message()),
-            (None, Some(line)) => write!(f, "{}: line {line}: {}", self.file, self.kind),
-            (None, None) => write!(f, "{}: {}", self.file, self.kind),
+        match &self.path {
+            Some(path) => write!(f, "{}: {path}: {}", self.file, self.message()),
+            None => write!(f, "{}: {}", self.file, self.message()),
         }
     }
 }

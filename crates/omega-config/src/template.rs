@@ -25,7 +25,8 @@ pub struct Rendered {
 /// optional) by the value of variable NAME, verbatim, everywhere in `text` (comments included).
 /// Anything else, such as `{device_id}` or `{{ not a name }}`, is left untouched.
 ///
-/// A variable that is unset is an error naming it and its line; every such use is reported.
+/// A variable that is unset is an error naming it and the line of its first use; every unset
+/// variable is reported once.
 /// A variable set to the empty string is inserted as the empty string.
 pub fn render(text: &str, file: &str, env: EnvLookup<'_>) -> Result<Rendered, ConfigErrors> {
     let mut out = String::with_capacity(text.len());
@@ -39,8 +40,10 @@ pub fn render(text: &str, file: &str, env: EnvLookup<'_>) -> Result<Rendered, Co
         out.push_str(before);
         match parse_placeholder(from) {
             Some((name, len)) => {
+                let first_use = !vars.iter().any(|v| v.name == name);
                 match env(name) {
                     Some(value) => out.push_str(&value),
+                    None if !first_use => {}
                     None => errors.push(
                         ConfigError::new(
                             file,
@@ -52,7 +55,7 @@ pub fn render(text: &str, file: &str, env: EnvLookup<'_>) -> Result<Rendered, Co
                         .at_line(line),
                     ),
                 }
-                if !vars.iter().any(|v| v.name == name) {
+                if first_use {
                     vars.push(TemplateVar {
                         name: name.to_owned(),
                         line,
@@ -143,7 +146,12 @@ mod tests {
 
     #[test]
     fn an_unset_variable_is_an_error_naming_it_and_its_line() {
-        let err = render("a: 1\n\nb: {{ NOPE }}\nc: {{ NOPE2 }}\n", "c.yaml", &env).unwrap_err();
+        let err = render(
+            "a: 1\n\nb: {{ NOPE }}\nc: {{ NOPE2 }} {{NOPE}}\n",
+            "c.yaml",
+            &env,
+        )
+        .unwrap_err();
         assert_eq!(err.errors().len(), 2);
         assert_eq!(
             err.first().to_string(),

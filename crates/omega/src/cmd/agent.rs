@@ -1,19 +1,46 @@
-//! `omega agent …`
+//! `omega agent …`: the device-side subcommands.
+//!
+//! `init` and `validate` live here (see `agent/`); `run` and `status` are added beside them.
 
+mod report;
+mod validate;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
+
+/// The annotated example configuration printed by `omega agent init` (`agent.md` §2.8).
+pub const EXAMPLE_CONFIG: &str = include_str!("agent/init.yaml");
 
 /// Device-side subcommands.
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
     /// Print an annotated example configuration.
     Init,
+    /// Check a configuration, its variables, TLS files and the source database without
+    /// connecting to anything. Exit 0 when the agent could start, 2 otherwise.
+    Validate(ValidateArgs),
+}
+
+/// Arguments of `omega agent validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The agent configuration file.
+    #[arg(long, value_name = "FILE", visible_aliases = ["profile", "client"])]
+    pub config: PathBuf,
+    /// Print a machine-readable report.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs an agent subcommand.
 pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        AgentCommand::Init => Ok(ExitCode::SUCCESS),
+        AgentCommand::Init => {
+            print!("{EXAMPLE_CONFIG}");
+            Ok(ExitCode::SUCCESS)
+        }
+        AgentCommand::Validate(args) => validate::run(&args),
     }
 }

@@ -1,0 +1,5 @@
+//! Integration tests of the `omega` binary, one module per area.
+
+mod agent_init;
+mod agent_validate;
+mod support;
