@@ -377,7 +377,7 @@ pub(crate) async fn materialize_changes<T: StoreTx>(
             "approved without a mirror",
         ));
     };
-    let Some(mirror) = tx.mirror_get(name).await? else {
+    let Some(mirror) = tx.mirror_get(name, false).await? else {
         return Err(StoreError::corrupt(
             "omega_mirrors",
             format!("mirror `{name}` missing"),

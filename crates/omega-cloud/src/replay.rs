@@ -175,7 +175,7 @@ async fn replay_chunk<T: StoreTx>(
     let snapshots: BTreeSet<Uuid> = rows
         .iter()
         .filter(|r| r.snapshot.is_some())
-        .filter_map(|r| snapshot_id(r))
+        .filter_map(snapshot_id)
         .collect();
     for id in snapshots {
         if let Some(mut state) = tx

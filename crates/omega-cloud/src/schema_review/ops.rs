@@ -145,8 +145,8 @@ pub(crate) async fn approve_in<T: StoreTx>(
     let columns = review.columns.clone().ok_or(ReviewError::ColumnsUnknown)?;
     let base_name = naming::mirror_table(&review.scope, &review.source_table);
     let keyed_name = naming::keyed_mirror_table(&base_name, &review.schema_hash);
-    let base = tx.mirror_get(&base_name).await?;
-    let keyed = tx.mirror_get(&keyed_name).await?;
+    let base = tx.mirror_get(&base_name, true).await?;
+    let keyed = tx.mirror_get(&keyed_name, true).await?;
     let plan = materialize::plan_mirror(
         &review.scope,
         &review.source_table,

@@ -298,10 +298,12 @@ pub trait StoreTx: Send {
 
     // ---- mirrors ----
 
-    /// A mirror by name.
+    /// A mirror by name. `exclusive` locks its definition for a change (approval); otherwise
+    /// it is share-locked, so writers see a definition no approval is changing.
     fn mirror_get(
         &mut self,
         name: &str,
+        exclusive: bool,
     ) -> impl Future<Output = StoreResult<Option<MirrorDef>>> + Send;
     /// Creates or extends a mirror (DDL plus its `omega_mirrors` row).
     fn mirror_apply(&mut self, plan: &MirrorPlan) -> impl Future<Output = StoreResult<()>> + Send;

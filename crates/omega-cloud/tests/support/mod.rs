@@ -179,7 +179,7 @@ pub async fn lineage<S: Store>(s: &S, device: &str, table: &str) -> Lineage {
 
 pub async fn mirror<S: Store>(s: &S, name: &str) -> MirrorDef {
     let mut tx = s.begin().await.unwrap();
-    let m = tx.mirror_get(name).await.unwrap();
+    let m = tx.mirror_get(name, false).await.unwrap();
     tx.rollback().await.unwrap();
     m.unwrap_or_else(|| panic!("mirror {name} exists"))
 }

@@ -347,6 +347,7 @@ impl StoreTx for SqliteTx {
     fn mirror_get(
         &mut self,
         name: &str,
+        _exclusive: bool,
     ) -> impl Future<Output = StoreResult<Option<MirrorDef>>> + Send {
         let name = name.to_string();
         on_thread!(self, |c| mirror::get(c, &name))

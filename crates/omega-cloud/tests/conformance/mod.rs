@@ -32,7 +32,6 @@ macro_rules! conformance {
                 }
             )*
         }
-        #[cfg(any())]
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
