@@ -9,6 +9,7 @@
 //! Errors are [`ConfigError`]s naming the file and YAML path; warnings are collected in
 //! [`AgentConfig::findings`] with their paths.
 
+mod connection;
 pub mod defaults;
 pub mod identity;
 pub mod raw;
