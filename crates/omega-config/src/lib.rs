@@ -20,7 +20,7 @@
 //! - [`error`]: [`ConfigError`], [`ErrorKind`], [`ConfigErrors`], [`Warning`].
 //! - [`template`]: `{{ NAME }}` rendering.
 //! - [`yaml`]: strict decoding with paths and suggestions.
-//! - [`env`]: the `_env` convention, [`Secret`].
+//! - [`env`](mod@env): the `_env` convention, [`Secret`].
 //! - [`context`]: the error/warning collector and path resolution.
 //! - [`duration`], [`size`]: unit parsers; [`url`]: broker URLs; [`scalar`]: string-or-number.
 //! - [`suggest`]: closest-word suggestions.
