@@ -340,3 +340,46 @@ fn hostile_table_names_get_verdicts() {
     // `a"b` has a nullable-key warning? No: it is declared NOT NULL.
     assert!(!v["warnings"].to_string().contains("admits NULL"), "{v:#}");
 }
+
+#[test]
+fn a_missing_config_file_is_named() {
+    let f = Fixture::new();
+    let missing = f.path("nope.yaml").display().to_string();
+    let out = crate::support::omega(
+        &["agent", "validate", "--config", &missing, "--json"],
+        &f.env,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["errors"][0]["path"], serde_json::Value::Null);
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot read the file"),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_state_db_of_another_device_is_refused() {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.path("state")).unwrap();
+    source_db(
+        &f.path("state/state.db"),
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         INSERT INTO meta VALUES ('device_id', 'press-99');",
+    );
+    fails_once(
+        &f,
+        "sqlite-replication.state_db_path: ",
+        "belongs to device `press-99`",
+    );
+    source_db(
+        &f.path("state/state.db"),
+        "UPDATE meta SET value = 'press-01';",
+    );
+    let out = f.validate(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).contains("device id `press-01`"));
+}
