@@ -57,6 +57,14 @@ pub enum ApplyOutcome {
     Duplicate,
     /// Applied (materialized and/or staged) and ledgered.
     Applied(ApplyReport),
+    /// Refused by a stateful check (`duplicate_batch_seq`, `stale_batch_seq`): quarantined
+    /// and ledgered as rejected in the same transaction.
+    Rejected {
+        /// The rejection code.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Counts of an applied batch.
@@ -266,7 +274,7 @@ async fn apply_in<T: StoreTx>(
 
 /// §7: the class of `hash` in `scope` and its review (created here when new; approved here
 /// when the policy says so).
-async fn classify<T: StoreTx>(
+pub(crate) async fn classify<T: StoreTx>(
     tx: &mut T,
     policy: &Policy,
     scope: &Scope,

@@ -9,6 +9,7 @@
 //! - [`config`]: `cloud.yaml` (raw serde layer, then a validated config).
 //! - [`ingest`]: MQTT subscription, routing, validation, N workers, in-order acknowledgements.
 //! - [`apply`]: the one-transaction apply of a row batch (§4.3), generic over the store.
+//! - [`telemetry`]: the apply of a telemetry batch (ledger, seq checks, staging).
 //! - [`dedupe`]: the batch ledger and the confirmed point (`receipts.md` §3).
 //! - [`lineage`]: lineage records, status and pause causes (§6).
 //! - [`schema_review`]: classification (§7) and reviews (§8).
@@ -37,4 +38,5 @@ pub mod schema_review;
 pub mod snapshot;
 pub mod staging;
 pub mod store;
+pub mod telemetry;
 pub mod wire;

@@ -7,7 +7,7 @@ use crate::dedupe::{BatchKind, LedgerEntry, LedgerStatus, chain_step};
 use crate::store::{LineageFilter, Store, StoreResult, StoreTx};
 
 /// Bytes of a rejected payload the cloud keeps (`protocol.md` §13).
-pub const PAYLOAD_PREFIX_BYTES: usize = 64 * 1024;
+pub const PAYLOAD_PREFIX_BYTES: usize = omega_protocol::limits::QUARANTINE_PREFIX_BYTES;
 
 /// Code of a row change refused by the fit check (§5.2).
 pub const MATERIALIZATION_FAILED: &str = "materialization_failed";
@@ -234,6 +234,15 @@ pub async fn list<S: Store>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_row_failure_code_is_the_protocols() {
+        use omega_protocol::validate::RejectionCode;
+        assert_eq!(
+            MATERIALIZATION_FAILED,
+            RejectionCode::MaterializationFailed.as_str()
+        );
+    }
 
     #[test]
     fn only_the_first_64_kib_is_kept_but_the_size_is_whole() {

@@ -72,6 +72,31 @@ pub struct StagedRow {
     pub staged_at: OffsetDateTime,
 }
 
+/// One staged telemetry sample (§9.2), keyed by (device, table, `row_id`, event time).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StagedSample {
+    /// Device.
+    pub device_id: String,
+    /// Source table.
+    pub source_table: String,
+    /// `row_id`, or `{batch_id}:{index}` when the sample had none.
+    pub row_id: String,
+    /// Event time.
+    pub event_ts: OffsetDateTime,
+    /// Sent columns → values.
+    pub fields: Record,
+    /// Hash of the table.
+    pub schema_hash: String,
+    /// The batch it came in.
+    pub batch_id: Uuid,
+    /// Its batch's `batch_seq`.
+    pub batch_seq: i64,
+    /// Bytes of its fields' JSON.
+    pub size_bytes: i64,
+    /// When it was staged.
+    pub staged_at: OffsetDateTime,
+}
+
 /// The stored name of an op.
 pub fn op_name(op: Op) -> &'static str {
     match op {
@@ -94,14 +119,7 @@ pub fn parse_op(s: &str) -> Option<Op> {
 /// The wire JSON of one row change: the quarantine payload of a refused row (§5.2) and the
 /// measure of a staged row's size (§9.1).
 pub fn change_json(commit_seq: i64, op: Op, pk: &Record, row: Option<&Record>) -> String {
-    let row = row
-        .map(wire::record_json)
-        .unwrap_or_else(|| "null".to_string());
-    format!(
-        r#"{{"commit_seq":{commit_seq},"op":"{}","pk":{},"row":{row}}}"#,
-        op_name(op),
-        wire::record_json(pk)
-    )
+    wire::change_json(commit_seq, op, pk, row)
 }
 
 /// Everything of a batch a staged row needs besides the change itself.

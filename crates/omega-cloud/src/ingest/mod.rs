@@ -1,1 +1,251 @@
-//! Ingest over MQTT (`cloud.md` §4, §15).
+//! Ingest over MQTT (`cloud.md` §4, §15): the loop that turns broker messages into store
+//! transactions.
+//!
+//! - one MQTT 5 connection (rumqttc `v5`), persistent session, manual acknowledgements;
+//! - subscription `$share/{group}/{filter}/sync/#` at QoS 1 (plain `{filter}/sync/#` when the
+//!   group is empty), where `{filter}` is the device topic template with `{device}` → `+`;
+//! - each message is handled by one of `workers` concurrent tasks ([`handle`]): route,
+//!   validate, apply or quarantine, retrying store errors;
+//! - PUBACKs go in arrival order, each after its message's transaction committed
+//!   ([`acks::AckQueue`]), from a dedicated task so the event loop is never blocked on them.
+//!
+//! [`serve`] takes the store and a shutdown future as arguments (mini-redis style), so tests
+//! run it in process against a real broker.
+
+pub mod acks;
+pub mod handle;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use omega_protocol::topic::{DeviceTopicTemplate, TopicError};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use self::acks::{AckQueue, Ticket};
+use self::handle::Worker;
+pub use self::handle::{Handled, IngestStats};
+use crate::policy::Policy;
+use crate::store::{AnyStore, Store};
+use crate::with_store;
+
+/// The largest MQTT packet: single-row batches may exceed 512 KiB (`protocol.md` §13).
+const MAX_PACKET_BYTES: u32 = 268_435_455;
+
+/// How long in-flight messages may finish after shutdown is requested.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What [`serve`] needs besides the store.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Broker address, client id, credentials, TLS. [`serve`] forces MQTT 5 manual acks, a
+    /// persistent session (`clean_start = false`) and a large maximum packet size.
+    pub mqtt: MqttOptions,
+    /// `ingest.device_topic`.
+    pub device_topic: DeviceTopicTemplate,
+    /// `ingest.shared_group`; empty for a plain subscription (one process only).
+    pub shared_group: String,
+    /// `ingest.workers`: concurrent batch handlers (1–256).
+    pub workers: usize,
+    /// Schema policy.
+    pub policy: Policy,
+    /// Session expiry requested from the broker.
+    pub session_expiry: Duration,
+}
+
+impl IngestOptions {
+    /// Options with the defaults of `cloud.md` §2: shared group `omega-ingest`, 4 workers, a
+    /// one-day session.
+    pub fn new(mqtt: MqttOptions, device_topic: DeviceTopicTemplate, policy: Policy) -> Self {
+        IngestOptions {
+            mqtt,
+            device_topic,
+            shared_group: "omega-ingest".to_string(),
+            workers: 4,
+            policy,
+            session_expiry: Duration::from_secs(24 * 3600),
+        }
+    }
+
+    /// The subscription filter (§15.2).
+    pub fn subscription(&self) -> Result<String, TopicError> {
+        if self.shared_group.is_empty() {
+            Ok(self.device_topic.subscription_filter())
+        } else {
+            self.device_topic
+                .shared_subscription_filter(&self.shared_group)
+        }
+    }
+}
+
+/// Why [`serve`] stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The shared group name cannot be used in a topic filter.
+    #[error("ingest.shared_group: {0}")]
+    Subscription(#[from] TopicError),
+    /// `ingest.workers` out of range.
+    #[error("ingest.workers must be 1–256, got {0}")]
+    Workers(usize),
+    /// The MQTT client's request channel is gone (the event loop stopped).
+    #[error("MQTT client: {0}")]
+    Client(#[from] rumqttc::v5::ClientError),
+}
+
+/// Runs ingest until `shutdown` resolves: connects, subscribes (again after every reconnect
+/// without a session), and handles messages. Connection errors are logged and retried with
+/// backoff; they never end the loop. Returns the counters.
+pub async fn serve<S: Store>(
+    opts: IngestOptions,
+    store: S,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Arc<IngestStats>, IngestError> {
+    if !(1..=256).contains(&opts.workers) {
+        return Err(IngestError::Workers(opts.workers));
+    }
+    let filter = opts.subscription()?;
+    let mut mqtt = opts.mqtt.clone();
+    mqtt.set_manual_acks(true);
+    mqtt.set_clean_start(false);
+    mqtt.set_session_expiry_interval(Some(
+        u32::try_from(opts.session_expiry.as_secs()).unwrap_or(u32::MAX),
+    ));
+    if mqtt.max_packet_size().is_none() {
+        mqtt.set_max_packet_size(Some(MAX_PACKET_BYTES));
+    }
+    // The broker sends at most this many unacknowledged messages: bounds memory and the
+    // ack queue, and keeps every worker busy.
+    let receive_max = u16::try_from(opts.workers.saturating_mul(8).max(16)).unwrap_or(u16::MAX);
+    mqtt.set_receive_maximum(Some(receive_max));
+    let (client, mut eventloop) = AsyncClient::new(mqtt, usize::from(receive_max) + 16);
+
+    let stats = Arc::new(IngestStats::default());
+    let worker = Arc::new(Worker {
+        store,
+        policy: opts.policy,
+        template: opts.device_topic.clone(),
+        stats: stats.clone(),
+    });
+    let permits = Arc::new(Semaphore::new(opts.workers));
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Ticket>();
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Publish>();
+    let acker = tokio::spawn(send_acks(client.clone(), ack_rx, stats.clone()));
+    let mut queue: AckQueue<Publish> = AckQueue::new();
+    let mut tasks = JoinSet::new();
+    let mut reconnect_pause = Duration::from_millis(100);
+    tokio::pin!(shutdown);
+
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            Some(ticket) = done_rx.recv() => {
+                for p in queue.complete(ticket) {
+                    let _ = ack_tx.send(p);
+                }
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            event = eventloop.poll() => match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    reconnect_pause = Duration::from_millis(100);
+                    queue.reconnected();
+                    tracing::info!(session_present = ack.session_present, %filter, "connected to the broker");
+                    // Subscribe on every connect: cheap, and covers a broker that lost the session.
+                    client.subscribe(filter.clone(), QoS::AtLeastOnce).await?;
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    stats.received.fetch_add(1, Ordering::Relaxed);
+                    let topic = String::from_utf8_lossy(&publish.topic).into_owned();
+                    let payload = publish.payload.clone();
+                    let retain = publish.retain;
+                    let ticket = queue.push(publish);
+                    let worker = worker.clone();
+                    let permits = permits.clone();
+                    let done = done_tx.clone();
+                    tasks.spawn(async move {
+                        let Ok(_permit) = permits.acquire_owned().await else { return };
+                        worker.handle(&topic, &payload, retain).await;
+                        let _ = done.send(ticket);
+                    });
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, pause = ?reconnect_pause, "broker connection lost; reconnecting");
+                    tokio::time::sleep(reconnect_pause).await;
+                    reconnect_pause = (reconnect_pause * 2).min(Duration::from_secs(10));
+                }
+            },
+        }
+    }
+
+    // Shutdown: let in-flight messages commit and acknowledge, for a bounded time, while the
+    // event loop keeps the connection alive to carry the PUBACKs.
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while queue.pending() > 0 {
+        tokio::select! {
+            Some(ticket) = done_rx.recv() => {
+                for p in queue.complete(ticket) {
+                    let _ = ack_tx.send(p);
+                }
+            }
+            event = eventloop.poll() => {
+                if event.is_err() {
+                    break;
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::warn!(pending = queue.pending(), "shutdown: unacknowledged messages left for redelivery");
+                break;
+            }
+        }
+    }
+    tasks.abort_all();
+    drop(ack_tx);
+    let _ = acker.await;
+    let _ = client.disconnect().await;
+    // Flush the DISCONNECT (and any last PUBACK) out of the event loop.
+    let flush = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        tokio::select! {
+            event = eventloop.poll() => {
+                if event.is_err() {
+                    break;
+                }
+            }
+            () = tokio::time::sleep_until(flush) => break,
+        }
+    }
+    Ok(stats)
+}
+
+/// [`serve`] for a store opened by URL.
+pub async fn serve_any(
+    opts: IngestOptions,
+    store: AnyStore,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Arc<IngestStats>, IngestError> {
+    with_store!(store, s => serve(opts, s, shutdown).await)
+}
+
+async fn send_acks(
+    client: AsyncClient,
+    mut rx: mpsc::UnboundedReceiver<Publish>,
+    stats: Arc<IngestStats>,
+) {
+    while let Some(p) = rx.recv().await {
+        match client.ack(&p).await {
+            Ok(()) => {
+                stats.acked.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not send PUBACK; the broker will redeliver");
+                return;
+            }
+        }
+    }
+}

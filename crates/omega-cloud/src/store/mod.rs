@@ -36,7 +36,7 @@ use crate::policy::Scope;
 use crate::quarantine::{QuarantineEntry, QuarantineFilter};
 use crate::schema_review::{Review, ReviewStatus, SchemaClass};
 use crate::snapshot::SnapshotState;
-use crate::staging::StagedRow;
+use crate::staging::{StagedRow, StagedSample};
 
 /// A store failure. [`StoreError::is_transient`] tells the ingest loop whether a retry can
 /// help; it retries either way, because acknowledging would lose the message.
@@ -215,6 +215,16 @@ pub trait StoreTx: Send {
         confirmed: i64,
     ) -> impl Future<Output = StoreResult<Option<i64>>> + Send;
 
+    /// Whether a telemetry batch of (device, table) other than `batch_id` holds `batch_seq`
+    /// (`duplicate_batch_seq`, `protocol.md` §14).
+    fn ledger_batch_seq_taken(
+        &mut self,
+        device: &str,
+        table: &str,
+        batch_seq: i64,
+        batch_id: Uuid,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
     // ---- devices and lineages ----
 
     /// Upserts the device: first and last seen.
@@ -339,6 +349,11 @@ pub trait StoreTx: Send {
 
     // ---- staging ----
 
+    /// Stages telemetry samples; existing keys are skipped. Returns (samples, bytes) added.
+    fn stage_samples(
+        &mut self,
+        samples: &[StagedSample],
+    ) -> impl Future<Output = StoreResult<(i64, i64)>> + Send;
     /// Stages rows; existing keys are skipped. Returns (rows, bytes) actually added.
     fn stage(&mut self, rows: &[StagedRow])
     -> impl Future<Output = StoreResult<(i64, i64)>> + Send;

@@ -13,7 +13,6 @@ use omega_protocol::message::{Op, Record, RowBatch, RowChange, SnapshotMarker};
 use omega_protocol::schema::{Affinity, ColumnInfo, SchemaColumns};
 use omega_protocol::value::SqlValue;
 use omega_testkit::postgres::PostgresDb;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 /// Keeps a store's database alive for the test.
@@ -54,12 +53,9 @@ pub fn schema(table: &str, columns: Vec<ColumnInfo>) -> SchemaColumns {
     }
 }
 
-/// `protocol.md` §6.4 (serde_json sorts object keys; columns sorted by name here).
+/// `protocol.md` §6.4.
 pub fn schema_hash(s: &SchemaColumns) -> String {
-    let mut cols: Vec<&ColumnInfo> = s.columns.iter().collect();
-    cols.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
-    let v = serde_json::json!({"table_name": s.table_name, "columns": cols});
-    hex::encode(Sha256::digest(serde_json::to_vec(&v).unwrap()))
+    omega_protocol::schema::schema_hash(s)
 }
 
 /// `device_state(id INTEGER PK, mode TEXT)`.

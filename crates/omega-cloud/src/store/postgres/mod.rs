@@ -29,7 +29,7 @@ use crate::policy::Scope;
 use crate::quarantine::{QuarantineEntry, QuarantineFilter};
 use crate::schema_review::{Review, ReviewStatus, SchemaClass};
 use crate::snapshot::SnapshotState;
-use crate::staging::StagedRow;
+use crate::staging::{StagedRow, StagedSample};
 
 /// Embedded migrations, applied in order and recorded in `omega_migrations`.
 const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
@@ -213,6 +213,20 @@ impl StoreTx for PgTx {
         confirmed: i64,
     ) -> StoreResult<Option<i64>> {
         queries::ledger_chain_next(self.c(), device, table, epoch, confirmed).await
+    }
+
+    async fn ledger_batch_seq_taken(
+        &mut self,
+        device: &str,
+        table: &str,
+        batch_seq: i64,
+        batch_id: Uuid,
+    ) -> StoreResult<bool> {
+        queries::ledger_batch_seq_taken(self.c(), device, table, batch_seq, batch_id).await
+    }
+
+    async fn stage_samples(&mut self, samples: &[StagedSample]) -> StoreResult<(i64, i64)> {
+        queries::stage_samples(self.c(), samples).await
     }
 
     async fn device_touch(&mut self, device: &str) -> StoreResult<()> {

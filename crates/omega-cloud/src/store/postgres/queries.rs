@@ -14,7 +14,7 @@ use crate::policy::Scope;
 use crate::quarantine::{QuarantineEntry, QuarantineFilter};
 use crate::schema_review::{ColumnAction, DecidedBy, Review, ReviewStatus, SchemaClass};
 use crate::snapshot::{SnapshotPhase, SnapshotState};
-use crate::staging::{StageReason, StagedRow, op_name, parse_op};
+use crate::staging::{StageReason, StagedRow, StagedSample, op_name, parse_op};
 use crate::store::codec;
 use crate::store::{LineageFilter, StoreError, StoreResult};
 use crate::wire;
@@ -151,6 +151,24 @@ pub(super) async fn ledger_chain_next(
     )
     .await?;
     Ok(r.and_then(|r| r.get(0)))
+}
+
+pub(super) async fn ledger_batch_seq_taken(
+    c: &Object,
+    device: &str,
+    table: &str,
+    batch_seq: i64,
+    batch_id: Uuid,
+) -> StoreResult<bool> {
+    let r = query_opt(
+        c,
+        "SELECT EXISTS (SELECT 1 FROM omega_batches
+         WHERE device_id = $1 AND source_table = $2 AND batch_seq = $3 AND kind = 'telemetry'
+           AND status = 'accepted' AND batch_id <> $4)",
+        &[&device, &table, &batch_seq, &batch_id],
+    )
+    .await?;
+    Ok(r.is_some_and(|r| r.get(0)))
 }
 
 // ---- devices and lineages ----
@@ -659,6 +677,41 @@ pub(super) async fn stage(c: &Object, rows: &[StagedRow]) -> StoreResult<(i64, i
             &reasons,
             &sizes,
             &times,
+        ],
+    )
+    .await?;
+    let bytes: i64 = added.iter().map(|r| r.get::<_, i64>(0)).sum();
+    Ok((i64::try_from(added.len()).unwrap_or(i64::MAX), bytes))
+}
+
+/// Stages samples with one multi-row statement.
+pub(super) async fn stage_samples(c: &Object, samples: &[StagedSample]) -> StoreResult<(i64, i64)> {
+    if samples.is_empty() {
+        return Ok((0, 0));
+    }
+    let devices: Vec<&str> = samples.iter().map(|s| s.device_id.as_str()).collect();
+    let tables: Vec<&str> = samples.iter().map(|s| s.source_table.as_str()).collect();
+    let row_ids: Vec<&str> = samples.iter().map(|s| s.row_id.as_str()).collect();
+    let ts: Vec<OffsetDateTime> = samples.iter().map(|s| s.event_ts).collect();
+    let fields: Vec<String> = samples
+        .iter()
+        .map(|s| wire::record_json(&s.fields))
+        .collect();
+    let hashes: Vec<&str> = samples.iter().map(|s| s.schema_hash.as_str()).collect();
+    let batch_ids: Vec<Uuid> = samples.iter().map(|s| s.batch_id).collect();
+    let seqs: Vec<i64> = samples.iter().map(|s| s.batch_seq).collect();
+    let sizes: Vec<i64> = samples.iter().map(|s| s.size_bytes).collect();
+    let times: Vec<OffsetDateTime> = samples.iter().map(|s| s.staged_at).collect();
+    let added = query(
+        c,
+        "INSERT INTO omega_staged_samples (device_id, source_table, row_id, event_ts, fields,
+             schema_hash, batch_id, batch_seq, size_bytes, staged_at)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[],
+             $6::text[], $7::uuid[], $8::int8[], $9::int8[], $10::timestamptz[])
+         ON CONFLICT DO NOTHING
+         RETURNING size_bytes",
+        &[
+            &devices, &tables, &row_ids, &ts, &fields, &hashes, &batch_ids, &seqs, &sizes, &times,
         ],
     )
     .await?;

@@ -29,7 +29,7 @@ use crate::policy::Scope;
 use crate::quarantine::{QuarantineEntry, QuarantineFilter};
 use crate::schema_review::{Review, ReviewStatus, SchemaClass};
 use crate::snapshot::SnapshotState;
-use crate::staging::StagedRow;
+use crate::staging::{StagedRow, StagedSample};
 
 /// Embedded migrations, applied in order; `PRAGMA user_version` holds the last applied.
 const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
@@ -226,6 +226,27 @@ impl StoreTx for SqliteTx {
         on_thread!(self, |c| queries::ledger_chain_next(
             c, &device, &table, epoch, confirmed
         ))
+    }
+
+    fn ledger_batch_seq_taken(
+        &mut self,
+        device: &str,
+        table: &str,
+        batch_seq: i64,
+        batch_id: Uuid,
+    ) -> impl Future<Output = StoreResult<bool>> + Send {
+        let (device, table) = (device.to_string(), table.to_string());
+        on_thread!(self, |c| queries::ledger_batch_seq_taken(
+            c, &device, &table, batch_seq, batch_id
+        ))
+    }
+
+    fn stage_samples(
+        &mut self,
+        samples: &[StagedSample],
+    ) -> impl Future<Output = StoreResult<(i64, i64)>> + Send {
+        let samples = samples.to_vec();
+        on_thread!(self, |c| queries::stage_samples(c, &samples))
     }
 
     fn device_touch(&mut self, device: &str) -> impl Future<Output = StoreResult<()>> + Send {

@@ -13,7 +13,7 @@ use crate::policy::Scope;
 use crate::quarantine::{QuarantineEntry, QuarantineFilter};
 use crate::schema_review::{ColumnAction, DecidedBy, Review, ReviewStatus, SchemaClass};
 use crate::snapshot::{SnapshotPhase, SnapshotState};
-use crate::staging::{StageReason, StagedRow, op_name, parse_op};
+use crate::staging::{StageReason, StagedRow, StagedSample, op_name, parse_op};
 use crate::store::codec::{self, format_time as ft, parse_time};
 use crate::store::{LineageFilter, StoreError, StoreResult};
 use crate::wire;
@@ -131,6 +131,21 @@ pub(super) fn ledger_chain_next(
            AND prev_commit_seq <= ?4 AND last_commit_seq > ?4",
     )?
     .query_row(params![device, table, u(epoch), confirmed], |r| r.get(0))?)
+}
+
+pub(super) fn ledger_batch_seq_taken(
+    c: &Connection,
+    device: &str,
+    table: &str,
+    batch_seq: i64,
+    batch_id: Uuid,
+) -> StoreResult<bool> {
+    Ok(c.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM omega_batches
+         WHERE device_id = ?1 AND source_table = ?2 AND batch_seq = ?3 AND kind = 'telemetry'
+           AND status = 'accepted' AND batch_id <> ?4)",
+    )?
+    .query_row(params![device, table, batch_seq, u(batch_id)], |r| r.get(0))?)
 }
 
 // ---- devices and lineages ----
@@ -558,6 +573,34 @@ pub(super) fn stage(c: &Connection, rows: &[StagedRow]) -> StoreResult<(i64, i64
             s.snapshot.as_ref().map(|m| m.part),
             s.snapshot.as_ref().map(|m| m.last),
             s.reason.as_str(),
+            s.size_bytes,
+            ft(s.staged_at),
+        ])?;
+        if added == 1 {
+            n += 1;
+            bytes += s.size_bytes;
+        }
+    }
+    Ok((n, bytes))
+}
+
+pub(super) fn stage_samples(c: &Connection, samples: &[StagedSample]) -> StoreResult<(i64, i64)> {
+    let mut st = c.prepare_cached(
+        "INSERT INTO omega_staged_samples (device_id, source_table, row_id, event_ts, fields,
+             schema_hash, batch_id, batch_seq, size_bytes, staged_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
+    )?;
+    let (mut n, mut bytes) = (0i64, 0i64);
+    for s in samples {
+        let added = st.execute(params![
+            s.device_id,
+            s.source_table,
+            s.row_id,
+            ft(s.event_ts),
+            wire::record_json(&s.fields),
+            s.schema_hash,
+            u(s.batch_id),
+            s.batch_seq,
             s.size_bytes,
             ft(s.staged_at),
         ])?;
