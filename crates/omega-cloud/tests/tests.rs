@@ -5,4 +5,5 @@
 //! - `ingest`: end to end over the machine's mosquitto.
 
 mod conformance;
+mod ingest;
 mod support;

@@ -40,6 +40,8 @@ pub struct IngestStats {
     pub store_retries: AtomicU64,
     /// PUBACKs sent.
     pub acked: AtomicU64,
+    /// Subscriptions the broker confirmed (one per connect).
+    pub subscribed: AtomicU64,
 }
 
 impl IngestStats {

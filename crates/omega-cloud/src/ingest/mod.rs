@@ -97,14 +97,27 @@ pub enum IngestError {
     Client(#[from] rumqttc::v5::ClientError),
 }
 
-/// Runs ingest until `shutdown` resolves: connects, subscribes (again after every reconnect
-/// without a session), and handles messages. Connection errors are logged and retried with
-/// backoff; they never end the loop. Returns the counters.
+/// Runs ingest until `shutdown` resolves: connects, subscribes (on every connect), and
+/// handles messages. Connection errors are logged and retried with backoff; they never end the
+/// loop. Returns the counters.
 pub async fn serve<S: Store>(
     opts: IngestOptions,
     store: S,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Arc<IngestStats>, IngestError> {
+    let stats = Arc::new(IngestStats::default());
+    serve_with_stats(opts, store, stats.clone(), shutdown).await?;
+    Ok(stats)
+}
+
+/// [`serve`] with counters the caller holds (metrics, health, tests waiting for the
+/// subscription).
+pub async fn serve_with_stats<S: Store>(
+    opts: IngestOptions,
+    store: S,
+    stats: Arc<IngestStats>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), IngestError> {
     if !(1..=256).contains(&opts.workers) {
         return Err(IngestError::Workers(opts.workers));
     }
@@ -124,7 +137,6 @@ pub async fn serve<S: Store>(
     mqtt.set_receive_maximum(Some(receive_max));
     let (client, mut eventloop) = AsyncClient::new(mqtt, usize::from(receive_max) + 16);
 
-    let stats = Arc::new(IngestStats::default());
     let worker = Arc::new(Worker {
         store,
         policy: opts.policy,
@@ -173,6 +185,9 @@ pub async fn serve<S: Store>(
                         let _ = done.send(ticket);
                     });
                 }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    stats.subscribed.fetch_add(1, Ordering::Relaxed);
+                }
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, pause = ?reconnect_pause, "broker connection lost; reconnecting");
@@ -220,7 +235,7 @@ pub async fn serve<S: Store>(
             () = tokio::time::sleep_until(flush) => break,
         }
     }
-    Ok(stats)
+    Ok(())
 }
 
 /// [`serve`] for a store opened by URL.
