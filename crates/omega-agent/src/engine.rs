@@ -136,7 +136,10 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("epoch", &self.epoch).field("tables", &self.tables.keys()).finish()
+        f.debug_struct("Engine")
+            .field("epoch", &self.epoch)
+            .field("tables", &self.tables.keys())
+            .finish()
     }
 }
 
@@ -155,7 +158,10 @@ impl Engine {
         if !cfg.source_db_path.exists() {
             return Err(EngineError::SourceMissing(cfg.source_db_path.clone()));
         }
-        let src_err = |source| EngineError::Source { path: cfg.source_db_path.clone(), source };
+        let src_err = |source| EngineError::Source {
+            path: cfg.source_db_path.clone(),
+            source,
+        };
         let source = source::open(&cfg.source_db_path).map_err(src_err)?;
 
         let (epoch, decision) = decide_epoch(&source, &state).map_err(|e| match e {
@@ -181,7 +187,10 @@ impl Engine {
     }
 
     fn src_err(&self, source: rusqlite::Error) -> EngineError {
-        EngineError::Source { path: self.cfg.source_db_path.clone(), source }
+        EngineError::Source {
+            path: self.cfg.source_db_path.clone(),
+            source,
+        }
     }
 
     /// The epoch in force.
@@ -225,8 +234,11 @@ impl Engine {
                      ORDER BY name",
                 )
                 .map_err(|e| self.src_err(e))?;
-            let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.src_err(e))?;
-            rows.collect::<Result<_, _>>().map_err(|e| self.src_err(e))?
+            let rows = stmt
+                .query_map([], |r| r.get(0))
+                .map_err(|e| self.src_err(e))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(|e| self.src_err(e))?
         };
         let mut keep_triggers = Vec::new();
         let mut seen = Vec::new();
@@ -238,7 +250,9 @@ impl Engine {
             let spec = match TableSpec::read(&self.source, &name) {
                 Ok(spec) => spec,
                 Err(e @ (SpecError::NoPrimaryKey(_) | SpecError::TooManyKeyColumns(..))) => {
-                    if !self.tables.contains_key(&name) && !self.skipped.iter().any(|(n, _)| n == &name) {
+                    if !self.tables.contains_key(&name)
+                        && !self.skipped.iter().any(|(n, _)| n == &name)
+                    {
                         tracing::warn!(table = %name, "{e}");
                     }
                     self.skipped.push((name, e.to_string()));
@@ -271,11 +285,20 @@ impl Engine {
             self.track(spec, tid)?;
             seen.push(name);
         }
-        let dropped = triggers::drop_others(&self.source, &keep_triggers).map_err(|e| self.src_err(e))?;
+        let dropped =
+            triggers::drop_others(&self.source, &keep_triggers).map_err(|e| self.src_err(e))?;
         if !dropped.is_empty() {
-            tracing::warn!(count = dropped.len(), "dropped capture triggers of tables no longer enrolled");
+            tracing::warn!(
+                count = dropped.len(),
+                "dropped capture triggers of tables no longer enrolled"
+            );
         }
-        let gone: Vec<String> = self.tables.keys().filter(|n| !seen.contains(n)).cloned().collect();
+        let gone: Vec<String> = self
+            .tables
+            .keys()
+            .filter(|n| !seen.contains(n))
+            .cloned()
+            .collect();
         for name in gone {
             tracing::warn!(table = %name, "table dropped, renamed or no longer enrolled: its pending changes are discarded");
             if let Some(t) = self.tables.remove(&name) {
@@ -304,8 +327,10 @@ impl Engine {
         }
         st.schema_hash = Some(spec.schema_hash.clone());
         if hash_changed {
-            let columns = spec.schema.to_json().to_compact_string();
-            self.state.remember_schema(&name, &spec.schema_hash, &columns, &now())?;
+            let columns =
+                String::from_utf8_lossy(&spec.schema.to_json().to_compact_vec()).into_owned();
+            self.state
+                .remember_schema(&name, &spec.schema_hash, &columns, &now())?;
         }
         self.state.put_table(&st)?;
         let image_sql = image::select_by_key_sql(&spec);
@@ -369,20 +394,31 @@ impl Engine {
         };
 
         // One read transaction: the journal slice and every image it needs.
-        let tx = self.source.unchecked_transaction().map_err(|e| EngineError::Source {
-            path: self.cfg.source_db_path.clone(),
-            source: e,
-        })?;
-        let key_len = |tid: i64| self.by_tid.get(&tid).map(|n| self.tables[n].spec.key_columns.len());
-        let entries = journal::read_after(&tx, from, READ_SLICE, key_len).map_err(|e| EngineError::Source {
-            path: self.cfg.source_db_path.clone(),
-            source: e,
+        let tx = self
+            .source
+            .unchecked_transaction()
+            .map_err(|e| EngineError::Source {
+                path: self.cfg.source_db_path.clone(),
+                source: e,
+            })?;
+        let key_len = |tid: i64| {
+            self.by_tid
+                .get(&tid)
+                .map(|n| self.tables[n].spec.key_columns.len())
+        };
+        let entries = journal::read_after(&tx, from, READ_SLICE, key_len).map_err(|e| {
+            EngineError::Source {
+                path: self.cfg.source_db_path.clone(),
+                source: e,
+            }
         })?;
         let slice_full = entries.len() == READ_SLICE;
         let slice_end = entries.last().map_or(from, |e| e.seq);
         let mut per_table: BTreeMap<String, Vec<Change>> = BTreeMap::new();
         for e in entries {
-            let Some(name) = self.by_tid.get(&e.tid) else { continue };
+            let Some(name) = self.by_tid.get(&e.tid) else {
+                continue;
+            };
             if !active.contains(name) {
                 continue;
             }
@@ -390,11 +426,18 @@ impl Engine {
             if e.seq <= t.next_seq {
                 continue;
             }
-            let img = image::read(&tx, &t.spec, &t.image_sql, &e.key).map_err(|e| EngineError::Source {
-                path: self.cfg.source_db_path.clone(),
-                source: e,
+            let img = image::read(&tx, &t.spec, &t.image_sql, &e.key).map_err(|e| {
+                EngineError::Source {
+                    path: self.cfg.source_db_path.clone(),
+                    source: e,
+                }
             })?;
-            per_table.entry(name.clone()).or_default().push(Change { seq: e.seq, op: e.op, key: e.key, image: img });
+            per_table.entry(name.clone()).or_default().push(Change {
+                seq: e.seq,
+                op: e.op,
+                key: e.key,
+                image: img,
+            });
         }
         drop(tx);
 
@@ -453,8 +496,10 @@ impl Engine {
     /// [`Delivery::Puback`] the confirmed cursor moves too. Then prunes.
     pub fn on_published(&mut self, moves: &[(String, i64)]) -> Result<(), EngineError> {
         let confirm = self.cfg.delivery == Delivery::Puback;
-        let rows: Vec<(String, i64, i64)> =
-            moves.iter().map(|(t, s)| (t.clone(), *s, if confirm { *s } else { 0 })).collect();
+        let rows: Vec<(String, i64, i64)> = moves
+            .iter()
+            .map(|(t, s)| (t.clone(), *s, if confirm { *s } else { 0 }))
+            .collect();
         self.state.advance_cursors(&rows, &now())?;
         if confirm {
             self.prune()?;
@@ -508,7 +553,9 @@ impl Engine {
             floor = 0;
         }
         loop {
-            match journal::prune_chunk(&self.source, &cursors, floor, PRUNE_CHUNK).map_err(|e| self.src_err(e))? {
+            match journal::prune_chunk(&self.source, &cursors, floor, PRUNE_CHUNK)
+                .map_err(|e| self.src_err(e))?
+            {
                 Some(n) if n == PRUNE_CHUNK => continue,
                 _ => return Ok(()),
             }
@@ -530,7 +577,8 @@ impl Engine {
             let st = self.state.table(name)?.unwrap_or_default();
             cursors.push((t.tid, st.confirmed_seq));
         }
-        let counts = journal::pending_by_table(&self.source, &cursors).map_err(|e| self.src_err(e))?;
+        let counts =
+            journal::pending_by_table(&self.source, &cursors).map_err(|e| self.src_err(e))?;
         Ok(counts
             .into_iter()
             .filter_map(|(tid, n, b)| self.by_tid.get(&tid).map(|name| (name.clone(), n, b)))
@@ -572,7 +620,9 @@ fn decide_epoch(src: &Connection, state: &StateDb) -> Result<(String, EpochDecis
         (Some(_), None) => EpochDecision::SourceReplaced,
         (Some(k), Some(i)) if *k != i.instance_id => EpochDecision::SourceReplaced,
         (Some(_), Some(_)) if !journal_existed => EpochDecision::JournalReinitialised,
-        (Some(_), Some(_)) if known_position.is_some_and(|p| position < p) => EpochDecision::SourceRestored,
+        (Some(_), Some(_)) if known_position.is_some_and(|p| position < p) => {
+            EpochDecision::SourceRestored
+        }
         (Some(_), Some(_)) => EpochDecision::Kept,
     };
     let now_t = time::OffsetDateTime::now_utc();
@@ -584,28 +634,54 @@ fn decide_epoch(src: &Connection, state: &StateDb) -> Result<(String, EpochDecis
         }
         EpochDecision::FirstRun | EpochDecision::SourceReplaced => {
             // The previous epoch to beat is whichever either side remembers.
-            let prev = greatest(known_epoch.as_deref(), inst.as_ref().map(|i| i.journal_epoch.as_str()));
+            let prev = greatest(
+                known_epoch.as_deref(),
+                inst.as_ref().map(|i| i.journal_epoch.as_str()),
+            );
             (ids::new_v7(), ids::next_epoch_after(prev.as_deref(), now_t))
         }
         _ => {
             let inst_ref = inst.as_ref().expect("instance row present");
-            let prev = greatest(known_epoch.as_deref(), Some(inst_ref.journal_epoch.as_str()));
-            (inst_ref.instance_id.clone(), ids::next_epoch_after(prev.as_deref(), now_t))
+            let prev = greatest(
+                known_epoch.as_deref(),
+                Some(inst_ref.journal_epoch.as_str()),
+            );
+            (
+                inst_ref.instance_id.clone(),
+                ids::next_epoch_after(prev.as_deref(), now_t),
+            )
         }
     };
     let created_at = match (&inst, decision) {
-        (Some(i), EpochDecision::StateLost | EpochDecision::SourceRestored | EpochDecision::JournalReinitialised) => {
-            i.created_at.clone()
-        }
+        (
+            Some(i),
+            EpochDecision::StateLost
+            | EpochDecision::SourceRestored
+            | EpochDecision::JournalReinitialised,
+        ) => i.created_at.clone(),
         _ => now(),
     };
-    instance::write(src, &instance::Instance { instance_id: instance_id.clone(), created_at, journal_epoch: epoch.clone() })?;
+    instance::write(
+        src,
+        &instance::Instance {
+            instance_id: instance_id.clone(),
+            created_at,
+            journal_epoch: epoch.clone(),
+        },
+    )?;
     // A new epoch: every cursor restarts (commit_seq values of the new life are compared
     // within it only).
-    let tx = state.conn().unchecked_transaction().map_err(|e| state.err(e))?;
+    let tx = state
+        .conn()
+        .unchecked_transaction()
+        .map_err(|e| state.err(e))?;
     tx.execute("UPDATE tables SET published_seq = 0, confirmed_seq = 0, chain_seq = 0, confirmed_at = NULL", [])
         .map_err(|e| state.err(e))?;
-    for (k, v) in [("instance_id", instance_id.as_str()), ("journal_epoch", epoch.as_str()), ("source_position", &position.to_string())] {
+    for (k, v) in [
+        ("instance_id", instance_id.as_str()),
+        ("journal_epoch", epoch.as_str()),
+        ("source_position", &position.to_string()),
+    ] {
         tx.execute(
             "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             [k, v],
@@ -623,7 +699,14 @@ fn decide_epoch(src: &Connection, state: &StateDb) -> Result<(String, EpochDecis
 
 fn greatest(a: Option<&str>, b: Option<&str>) -> Option<String> {
     match (a, b) {
-        (Some(a), Some(b)) => Some(if a.to_ascii_lowercase() >= b.to_ascii_lowercase() { a } else { b }.to_string()),
+        (Some(a), Some(b)) => Some(
+            if a.to_ascii_lowercase() >= b.to_ascii_lowercase() {
+                a
+            } else {
+                b
+            }
+            .to_string(),
+        ),
         (a, b) => a.or(b).map(str::to_string),
     }
 }

@@ -7,14 +7,14 @@
 //! - [`discover`]: table discovery and enrollment verdicts over the source database.
 //! - [`tls_check`]: offline checks of CA bundles, client certificates and keys.
 
+pub mod capture;
 pub mod config;
 pub mod discover;
-pub mod tls_check;
-pub mod capture;
+pub mod engine;
 pub mod publish;
+pub mod run;
 pub mod source;
 pub mod sql;
 pub mod state;
-pub mod engine;
-pub mod run;
+pub mod tls_check;
 pub mod transport;

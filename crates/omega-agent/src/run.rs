@@ -81,7 +81,10 @@ async fn with_engine<T: Send + 'static>(
 
 /// Runs the agent until `shutdown` completes; then stops starting batches, waits up to 10 s
 /// for PUBACKs of those in flight, commits cursors and returns.
-pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<RunSummary, RunError> {
+pub async fn run(
+    cfg: RunConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, RunError> {
     let engine_cfg = cfg.engine.clone();
     let engine = tokio::task::spawn_blocking(move || Engine::open(engine_cfg))
         .await
@@ -115,34 +118,51 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<R
     let mut stopping: Option<Instant> = None;
 
     loop {
-        if let Some(since) = stopping {
-            if inflight.is_empty() || since.elapsed() > Duration::from_secs(10) || !connected {
-                break;
-            }
+        if let Some(since) = stopping
+            && (inflight.is_empty() || since.elapsed() > Duration::from_secs(10) || !connected)
+        {
+            break;
         }
         // Flush when due: the interval passed, or a backlog waits and there is room.
         let due = last_flush.elapsed() >= cfg.flush_interval || more_pending;
         if connected && stopping.is_none() && due && inflight.room() > 0 {
             last_flush = Instant::now();
             let rooms: std::collections::HashMap<String, usize> = {
-                let names = engine.lock().unwrap_or_else(|p| p.into_inner()).table_names();
-                names.into_iter().map(|n| {
-                    let r = inflight.room_for(&n);
-                    (n, r)
-                }).collect()
+                let names = engine
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .table_names();
+                names
+                    .into_iter()
+                    .map(|n| {
+                        let r = inflight.room_for(&n);
+                        (n, r)
+                    })
+                    .collect()
             };
-            let ready = with_engine(&engine, move |e| e.flush(&|t| rooms.get(t).copied().unwrap_or(0))).await?;
+            let ready = with_engine(&engine, move |e| {
+                e.flush(&|t| rooms.get(t).copied().unwrap_or(0))
+            })
+            .await?;
             more_pending = !ready.is_empty() && inflight.room() <= ready.len();
             for b in ready {
-                let out = inflight.start(b.info, batch_topic.clone(), bytes::Bytes::from(b.payload));
+                let out =
+                    inflight.start(b.info, batch_topic.clone(), bytes::Bytes::from(b.payload));
                 sent_at.insert(out.pkid, Instant::now());
                 queue_publish(&mut eventloop, &out);
             }
         }
         // Receipts: without progress for receipt_timeout, re-send from the confirmed point.
-        if connected && cfg.engine.delivery == Delivery::Receipts && last_progress.elapsed() > cfg.receipt_timeout {
+        if connected
+            && cfg.engine.delivery == Delivery::Receipts
+            && last_progress.elapsed() > cfg.receipt_timeout
+        {
             let unconfirmed = with_engine(&engine, |e| {
-                Ok(e.state().tables().map_err(EngineError::from)?.iter().any(|t| t.published_seq > t.confirmed_seq))
+                Ok(e.state()
+                    .tables()
+                    .map_err(EngineError::from)?
+                    .iter()
+                    .any(|t| t.published_seq > t.confirmed_seq))
             })
             .await?;
             last_progress = Instant::now();
@@ -233,12 +253,17 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<R
     }
     let _ = client.try_disconnect();
     with_engine(&engine, |e| e.record_position()).await?;
-    tracing::info!(batches = summary.batches_acked, rows = summary.rows_acked, "agent stopped");
+    tracing::info!(
+        batches = summary.batches_acked,
+        rows = summary.rows_acked,
+        "agent stopped"
+    );
     Ok(summary)
 }
 
 fn queue_publish(eventloop: &mut rumqttc::EventLoop, out: &crate::publish::inflight::Outgoing) {
-    let mut p = rumqttc::Publish::from_bytes(out.topic.to_string(), QoS::AtLeastOnce, out.payload.clone());
+    let mut p =
+        rumqttc::Publish::from_bytes(out.topic.to_string(), QoS::AtLeastOnce, out.payload.clone());
     p.pkid = out.pkid;
     p.dup = out.dup;
     eventloop.pending.push_back(Request::Publish(p));
@@ -246,8 +271,14 @@ fn queue_publish(eventloop: &mut rumqttc::EventLoop, out: &crate::publish::infli
 
 /// `d` ± 25 %, so a fleet does not reconnect in step.
 fn jitter(d: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |t| t.subsec_nanos());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos());
     let spread = d.as_millis() as u64 / 2;
-    let offset = if spread == 0 { 0 } else { u64::from(nanos) % spread };
+    let offset = if spread == 0 {
+        0
+    } else {
+        u64::from(nanos) % spread
+    };
     d - d / 4 + Duration::from_millis(offset)
 }

@@ -47,7 +47,9 @@ pub enum TransportError {
 /// Host, port and whether TLS is used, from a broker URL.
 pub fn parse_url(url: &str) -> Result<(String, u16, bool), TransportError> {
     let bad = |why: &str| TransportError::Url(url.to_string(), why.to_string());
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("missing scheme (mqtt://, mqtts://)"))?;
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| bad("missing scheme (mqtt://, mqtts://)"))?;
     let (tls, default_port) = match scheme {
         "mqtt" | "tcp" => (false, 1883),
         "mqtts" | "ssl" => (true, 8883),
@@ -56,9 +58,10 @@ pub fn parse_url(url: &str) -> Result<(String, u16, bool), TransportError> {
     };
     let authority = rest.split('/').next().unwrap_or_default();
     let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-            (h.trim_matches(|c| c == '[' || c == ']').to_string(), p.parse().map_err(|_| bad("bad port"))?)
-        }
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+            h.trim_matches(|c| c == '[' || c == ']').to_string(),
+            p.parse().map_err(|_| bad("bad port"))?,
+        ),
         _ => (authority.to_string(), default_port),
     };
     if host.is_empty() {
@@ -82,17 +85,24 @@ pub fn mqtt_options(s: &MqttSettings, max_inflight: u16) -> Result<MqttOptions, 
     }
     if tls {
         let config = rustls_config(s.tls.as_ref().cloned().unwrap_or_default())?;
-        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(config))));
+        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            Arc::new(config),
+        )));
     }
     Ok(o)
 }
 
-fn read_pem_certs(path: &PathBuf) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, TransportError> {
+fn read_pem_certs(
+    path: &PathBuf,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, TransportError> {
     let data = std::fs::read(path).map_err(|e| TransportError::Tls(path.clone(), e.to_string()))?;
     let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut data.as_slice()).collect();
     let certs = certs.map_err(|e| TransportError::Tls(path.clone(), e.to_string()))?;
     if certs.is_empty() {
-        return Err(TransportError::Tls(path.clone(), "no PEM certificate found".into()));
+        return Err(TransportError::Tls(
+            path.clone(),
+            "no PEM certificate found".into(),
+        ));
     }
     Ok(certs)
 }
@@ -103,10 +113,15 @@ pub fn rustls_config(files: TlsFiles) -> Result<rustls::ClientConfig, TransportE
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     let ca = files.ca.clone().ok_or_else(|| {
-        TransportError::Tls(PathBuf::from("(none)"), "a CA file (mqtt.tls.ca_cert_path) is required for TLS".into())
+        TransportError::Tls(
+            PathBuf::from("(none)"),
+            "a CA file (mqtt.tls.ca_cert_path) is required for TLS".into(),
+        )
     })?;
     for cert in read_pem_certs(&ca)? {
-        roots.add(cert).map_err(|e| TransportError::Tls(ca.clone(), e.to_string()))?;
+        roots
+            .add(cert)
+            .map_err(|e| TransportError::Tls(ca.clone(), e.to_string()))?;
     }
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -115,11 +130,16 @@ pub fn rustls_config(files: TlsFiles) -> Result<rustls::ClientConfig, TransportE
     match files.client {
         Some((cert, key)) => {
             let chain = read_pem_certs(&cert)?;
-            let data = std::fs::read(&key).map_err(|e| TransportError::Tls(key.clone(), e.to_string()))?;
+            let data =
+                std::fs::read(&key).map_err(|e| TransportError::Tls(key.clone(), e.to_string()))?;
             let key_der = rustls_pemfile::private_key(&mut data.as_slice())
                 .map_err(|e| TransportError::Tls(key.clone(), e.to_string()))?
-                .ok_or_else(|| TransportError::Tls(key.clone(), "no PEM private key found".into()))?;
-            builder.with_client_auth_cert(chain, key_der).map_err(|e| TransportError::Tls(key.clone(), e.to_string()))
+                .ok_or_else(|| {
+                    TransportError::Tls(key.clone(), "no PEM private key found".into())
+                })?;
+            builder
+                .with_client_auth_cert(chain, key_der)
+                .map_err(|e| TransportError::Tls(key.clone(), e.to_string()))
         }
         None => Ok(builder.with_no_client_auth()),
     }
@@ -131,8 +151,14 @@ mod tests {
 
     #[test]
     fn urls_give_host_port_and_tls() {
-        assert_eq!(parse_url("mqtt://127.0.0.1:1884").unwrap(), ("127.0.0.1".into(), 1884, false));
-        assert_eq!(parse_url("ssl://broker.example").unwrap(), ("broker.example".into(), 8883, true));
+        assert_eq!(
+            parse_url("mqtt://127.0.0.1:1884").unwrap(),
+            ("127.0.0.1".into(), 1884, false)
+        );
+        assert_eq!(
+            parse_url("ssl://broker.example").unwrap(),
+            ("broker.example".into(), 8883, true)
+        );
         assert_eq!(parse_url("tcp://h").unwrap(), ("h".into(), 1883, false));
         assert!(parse_url("http://h").is_err());
         assert!(parse_url("h:1883").is_err());

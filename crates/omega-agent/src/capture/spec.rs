@@ -36,7 +36,9 @@ pub enum SpecError {
     #[error("table `{0}` has no PRIMARY KEY: add one or set `strategy: ignore`")]
     NoPrimaryKey(String),
     /// More key columns than the journal has slots for.
-    #[error("table `{0}` has a primary key of {1} columns; at most {MAX_KEY_COLUMNS} are supported: set `strategy: ignore`")]
+    #[error(
+        "table `{0}` has a primary key of {1} columns; at most {MAX_KEY_COLUMNS} are supported: set `strategy: ignore`"
+    )]
     TooManyKeyColumns(String, usize),
     /// SQLite failed while reading the schema.
     #[error("reading the schema of `{0}`: {1}")]
@@ -94,7 +96,10 @@ impl TableSpec {
             )
             .map_err(sql_err)?;
         let without_rowid = is_without_rowid(conn, &stored_name).map_err(sql_err)?;
-        let schema = SchemaColumns { table_name: stored_name.clone(), columns: infos };
+        let schema = SchemaColumns {
+            table_name: stored_name.clone(),
+            columns: infos,
+        };
         let schema_hash = omega_protocol::schema::schema_hash(&schema);
         Ok(TableSpec {
             name: stored_name,
@@ -108,7 +113,11 @@ impl TableSpec {
 
     /// `"a", "b", …` for every column.
     pub fn column_list(&self) -> String {
-        self.columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
+        self.columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -142,9 +151,14 @@ mod tests {
     #[test]
     fn rowid_only_tables_are_refused_with_the_fix() {
         let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("CREATE TABLE events (msg TEXT)").unwrap();
+        conn.execute_batch("CREATE TABLE events (msg TEXT)")
+            .unwrap();
         let err = TableSpec::read(&conn, "events").unwrap_err();
-        assert!(err.to_string().contains("add one or set `strategy: ignore`"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("add one or set `strategy: ignore`"),
+            "{err}"
+        );
     }
 
     #[test]

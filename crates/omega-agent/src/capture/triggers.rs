@@ -30,7 +30,9 @@ pub fn trigger_names(table: &str) -> [String; 3] {
 pub fn trigger_sql(spec: &TableSpec, tid: i64) -> [String; 3] {
     let [ins, upd, del] = trigger_names(&spec.name);
     let table = quote_ident(&spec.name);
-    let slots: Vec<String> = (1..=spec.key_columns.len()).map(|i| format!("k{i}")).collect();
+    let slots: Vec<String> = (1..=spec.key_columns.len())
+        .map(|i| format!("k{i}"))
+        .collect();
     let slot_list = slots.join(", ");
     let refs = |alias: &str| {
         spec.key_columns
@@ -130,8 +132,9 @@ pub fn drop_others(conn: &Connection, keep: &[String]) -> rusqlite::Result<Vec<S
     let mut stmt = conn.prepare(
         "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND substr(name, 1, 12) = ?1",
     )?;
-    let existing: Vec<String> =
-        stmt.query_map([TRIGGER_PREFIX], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let existing: Vec<String> = stmt
+        .query_map([TRIGGER_PREFIX], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     let stale: Vec<String> = existing.into_iter().filter(|n| !keep.contains(n)).collect();
     if !stale.is_empty() {
         let tx = conn.unchecked_transaction()?;
@@ -166,7 +169,10 @@ mod tests {
 
     #[test]
     fn installed_triggers_are_current_and_reinstall_is_idempotent() {
-        let (conn, spec) = setup(r#"CREATE TABLE "order" (id INTEGER PRIMARY KEY, v)"#, "order");
+        let (conn, spec) = setup(
+            r#"CREATE TABLE "order" (id INTEGER PRIMARY KEY, v)"#,
+            "order",
+        );
         assert_eq!(check(&conn, &spec, 1).unwrap(), TriggerState::Missing);
         install(&conn, &spec, 1).unwrap();
         assert_eq!(check(&conn, &spec, 1).unwrap(), TriggerState::Current);
@@ -177,8 +183,10 @@ mod tests {
 
     #[test]
     fn a_key_change_journals_a_delete_then_an_upsert() {
-        let (conn, spec) =
-            setup(r#"CREATE TABLE "a""b" (k TEXT PRIMARY KEY COLLATE NOCASE, v)"#, r#"a"b"#);
+        let (conn, spec) = setup(
+            r#"CREATE TABLE "a""b" (k TEXT PRIMARY KEY COLLATE NOCASE, v)"#,
+            r#"a"b"#,
+        );
         install(&conn, &spec, 4).unwrap();
         conn.execute_batch(r#"INSERT INTO "a""b" VALUES ('x', 1); UPDATE "a""b" SET k = 'X'; UPDATE "a""b" SET v = 2;"#)
             .unwrap();

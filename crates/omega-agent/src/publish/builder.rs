@@ -136,7 +136,11 @@ pub fn build(
 
 /// Bytes of a batch envelope with no rows (an upper bound for the real envelope: sequence
 /// numbers are counted at their widest).
-fn envelope_len(ctx: &BatchContext<'_>, schema: Option<&SchemaColumns>, prev: Option<i64>) -> usize {
+fn envelope_len(
+    ctx: &BatchContext<'_>,
+    schema: Option<&SchemaColumns>,
+    prev: Option<i64>,
+) -> usize {
     let probe = RowBatch {
         batch_id: "00000000-0000-7000-8000-000000000000".into(),
         journal_epoch: ctx.journal_epoch.to_string(),
@@ -160,10 +164,20 @@ fn to_row_change(spec: &TableSpec, c: &Change, stats: &mut BuildStats) -> RowCha
         }
         v
     };
-    let pk: Record = spec.key_columns.iter().cloned().zip(c.key.iter().map(&mut wire)).collect();
+    let pk: Record = spec
+        .key_columns
+        .iter()
+        .cloned()
+        .zip(c.key.iter().map(&mut wire))
+        .collect();
     match (&c.image, c.op) {
         (Some(image), op) if op != OP_DELETE => {
-            let row: Record = spec.columns.iter().cloned().zip(image.iter().map(&mut wire)).collect();
+            let row: Record = spec
+                .columns
+                .iter()
+                .cloned()
+                .zip(image.iter().map(&mut wire))
+                .collect();
             // The key as the row holds it now (equal to the journaled key by construction).
             let pk = spec
                 .key_columns
@@ -173,10 +187,24 @@ fn to_row_change(spec: &TableSpec, c: &Change, stats: &mut BuildStats) -> RowCha
                     (k.clone(), row[i].1.clone())
                 })
                 .collect();
-            let op = if op == crate::source::journal::OP_INSERT { Op::Insert } else { Op::Update };
-            RowChange { commit_seq: c.seq, op, pk, row: Some(row) }
+            let op = if op == crate::source::journal::OP_INSERT {
+                Op::Insert
+            } else {
+                Op::Update
+            };
+            RowChange {
+                commit_seq: c.seq,
+                op,
+                pk,
+                row: Some(row),
+            }
         }
-        _ => RowChange { commit_seq: c.seq, op: Op::Delete, pk, row: None },
+        _ => RowChange {
+            commit_seq: c.seq,
+            op: Op::Delete,
+            pk,
+            row: None,
+        },
     }
 }
 
@@ -203,7 +231,8 @@ mod tests {
 
     fn spec() -> TableSpec {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
-        conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v BLOB)").unwrap();
+        conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY NOT NULL, v BLOB)")
+            .unwrap();
         TableSpec::read(&conn, "t").unwrap()
     }
 
@@ -227,24 +256,52 @@ mod tests {
     #[test]
     fn repeated_keys_merge_into_the_last_change() {
         let spec = spec();
-        let ctx = BatchContext { spec: &spec, journal_epoch: "e", send_schema_columns: true, prev_commit_seq: Some(0) };
+        let ctx = BatchContext {
+            spec: &spec,
+            journal_epoch: "e",
+            send_schema_columns: true,
+            prev_commit_seq: Some(0),
+        };
         let mut stats = BuildStats::default();
-        let out = build(&ctx, &[change(1, 1, 7, Some(vec![1])), change(2, 2, 7, Some(vec![2])), change(3, 1, 8, None)], ids(), &mut stats);
+        let out = build(
+            &ctx,
+            &[
+                change(1, 1, 7, Some(vec![1])),
+                change(2, 2, 7, Some(vec![2])),
+                change(3, 1, 8, None),
+            ],
+            ids(),
+            &mut stats,
+        );
         assert_eq!(out.len(), 1);
         let b = &out[0].batch;
         assert_eq!(b.rows.len(), 2);
         assert_eq!((b.rows[0].commit_seq, b.rows[0].op), (2, Op::Update));
-        assert_eq!((b.rows[1].commit_seq, b.rows[1].op), (3, Op::Delete), "row gone → delete");
-        assert_eq!((b.first_commit_seq, b.last_commit_seq, b.prev_commit_seq), (2, 3, Some(0)));
+        assert_eq!(
+            (b.rows[1].commit_seq, b.rows[1].op),
+            (3, Op::Delete),
+            "row gone → delete"
+        );
+        assert_eq!(
+            (b.first_commit_seq, b.last_commit_seq, b.prev_commit_seq),
+            (2, 3, Some(0))
+        );
         assert!(b.schema_columns.is_some());
     }
 
     #[test]
     fn batches_split_at_the_byte_limit_and_chain() {
         let spec = spec();
-        let ctx = BatchContext { spec: &spec, journal_epoch: "e", send_schema_columns: true, prev_commit_seq: Some(5) };
+        let ctx = BatchContext {
+            spec: &spec,
+            journal_epoch: "e",
+            send_schema_columns: true,
+            prev_commit_seq: Some(5),
+        };
         let mut stats = BuildStats::default();
-        let changes: Vec<Change> = (0..40).map(|i| change(10 + i, 1, i, Some(vec![7u8; 40_000]))).collect();
+        let changes: Vec<Change> = (0..40)
+            .map(|i| change(10 + i, 1, i, Some(vec![7u8; 40_000])))
+            .collect();
         let out = build(&ctx, &changes, ids(), &mut stats);
         assert!(out.len() >= 4, "{}", out.len());
         for b in &out {
@@ -261,9 +318,22 @@ mod tests {
     #[test]
     fn a_row_too_big_alone_is_sent_alone_and_counted() {
         let spec = spec();
-        let ctx = BatchContext { spec: &spec, journal_epoch: "e", send_schema_columns: false, prev_commit_seq: None };
+        let ctx = BatchContext {
+            spec: &spec,
+            journal_epoch: "e",
+            send_schema_columns: false,
+            prev_commit_seq: None,
+        };
         let mut stats = BuildStats::default();
-        let out = build(&ctx, &[change(1, 1, 1, Some(vec![1; 10])), change(2, 1, 2, Some(vec![0; 600_000]))], ids(), &mut stats);
+        let out = build(
+            &ctx,
+            &[
+                change(1, 1, 1, Some(vec![1; 10])),
+                change(2, 1, 2, Some(vec![0; 600_000])),
+            ],
+            ids(),
+            &mut stats,
+        );
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].batch.rows.len(), 1);
         assert_eq!(stats.oversized_rows, 1);
@@ -272,9 +342,19 @@ mod tests {
     #[test]
     fn null_keys_are_counted_not_sent() {
         let spec = spec();
-        let ctx = BatchContext { spec: &spec, journal_epoch: "e", send_schema_columns: false, prev_commit_seq: None };
+        let ctx = BatchContext {
+            spec: &spec,
+            journal_epoch: "e",
+            send_schema_columns: false,
+            prev_commit_seq: None,
+        };
         let mut stats = BuildStats::default();
-        let c = Change { seq: 1, op: 1, key: vec![Cell::Null], image: None };
+        let c = Change {
+            seq: 1,
+            op: 1,
+            key: vec![Cell::Null],
+            image: None,
+        };
         assert!(build(&ctx, &[c], ids(), &mut stats).is_empty());
         assert_eq!(stats.null_key_rows, 1);
     }
@@ -282,9 +362,19 @@ mod tests {
     #[test]
     fn values_reach_the_wire_exactly() {
         let spec = spec();
-        let ctx = BatchContext { spec: &spec, journal_epoch: "e", send_schema_columns: false, prev_commit_seq: None };
+        let ctx = BatchContext {
+            spec: &spec,
+            journal_epoch: "e",
+            send_schema_columns: false,
+            prev_commit_seq: None,
+        };
         let mut stats = BuildStats::default();
-        let out = build(&ctx, &[change(1, 1, i64::MAX, Some(vec![0, 255]))], ids(), &mut stats);
+        let out = build(
+            &ctx,
+            &[change(1, 1, i64::MAX, Some(vec![0, 255]))],
+            ids(),
+            &mut stats,
+        );
         let row = out[0].batch.rows[0].row.as_ref().unwrap();
         assert_eq!(row[0].1, SqlValue::Integer(i64::MAX));
         assert_eq!(row[1].1, SqlValue::Blob(vec![0, 255]));

@@ -99,15 +99,35 @@ impl InFlight {
     /// [`Self::room_for`] first.
     pub fn start(&mut self, info: BatchInfo, topic: Arc<str>, payload: bytes::Bytes) -> Outgoing {
         let pkid = self.alloc_pkid();
-        self.order.entry(info.table.clone()).or_default().push_back(pkid);
-        self.by_pkid.insert(pkid, Entry { info, topic: topic.clone(), payload: payload.clone(), acked: false });
-        Outgoing { pkid, topic, payload, dup: false }
+        self.order
+            .entry(info.table.clone())
+            .or_default()
+            .push_back(pkid);
+        self.by_pkid.insert(
+            pkid,
+            Entry {
+                info,
+                topic: topic.clone(),
+                payload: payload.clone(),
+                acked: false,
+            },
+        );
+        Outgoing {
+            pkid,
+            topic,
+            payload,
+            dup: false,
+        }
     }
 
     fn alloc_pkid(&mut self) -> u16 {
         loop {
             let candidate = self.next_pkid;
-            self.next_pkid = if self.next_pkid >= self.max_pkid { 1 } else { self.next_pkid + 1 };
+            self.next_pkid = if self.next_pkid >= self.max_pkid {
+                1
+            } else {
+                self.next_pkid + 1
+            };
             if !self.by_pkid.contains_key(&candidate) {
                 return candidate;
             }
@@ -151,7 +171,12 @@ impl InFlight {
             for pkid in &self.order[t] {
                 let e = &self.by_pkid[pkid];
                 if !e.acked {
-                    out.push(Outgoing { pkid: *pkid, topic: e.topic.clone(), payload: e.payload.clone(), dup: true });
+                    out.push(Outgoing {
+                        pkid: *pkid,
+                        topic: e.topic.clone(),
+                        payload: e.payload.clone(),
+                        dup: true,
+                    });
                 }
             }
         }
@@ -184,11 +209,21 @@ mod tests {
     use super::*;
 
     fn info(table: &str, last: i64) -> BatchInfo {
-        BatchInfo { table: table.into(), batch_id: format!("b{last}"), last_seq: last, rows: 1 }
+        BatchInfo {
+            table: table.into(),
+            batch_id: format!("b{last}"),
+            last_seq: last,
+            rows: 1,
+        }
     }
 
     fn start(f: &mut InFlight, table: &str, last: i64) -> u16 {
-        f.start(info(table, last), Arc::from("t"), bytes::Bytes::from_static(b"x")).pkid
+        f.start(
+            info(table, last),
+            Arc::from("t"),
+            bytes::Bytes::from_static(b"x"),
+        )
+        .pkid
     }
 
     #[test]

@@ -44,7 +44,10 @@ impl Cell {
             Cell::Real(f) => (SqlValue::Real(*f), false),
             Cell::Text(t) => match String::from_utf8(t.clone()) {
                 Ok(s) => (SqlValue::Text(s), false),
-                Err(_) => (SqlValue::Text(String::from_utf8_lossy(t).into_owned()), true),
+                Err(_) => (
+                    SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
+                    true,
+                ),
             },
             Cell::Blob(b) => (SqlValue::Blob(b.clone()), false),
         }
@@ -79,11 +82,17 @@ mod tests {
     #[test]
     fn invalid_utf8_text_binds_back_exactly_and_publishes_replaced() {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
-        conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY)").unwrap();
-        conn.execute("INSERT INTO t VALUES (CAST(x'61ff62' AS TEXT))", []).unwrap();
-        let cell: Cell = conn.query_row("SELECT k FROM t", [], |r| Ok(Cell::from_ref(r.get_ref(0)?))).unwrap();
+        conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY)")
+            .unwrap();
+        conn.execute("INSERT INTO t VALUES (CAST(x'61ff62' AS TEXT))", [])
+            .unwrap();
+        let cell: Cell = conn
+            .query_row("SELECT k FROM t", [], |r| Ok(Cell::from_ref(r.get_ref(0)?)))
+            .unwrap();
         assert_eq!(cell, Cell::Text(vec![0x61, 0xff, 0x62]));
-        let n: i64 = conn.query_row("SELECT count(*) FROM t WHERE k = ?1", [&cell], |r| r.get(0)).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM t WHERE k = ?1", [&cell], |r| r.get(0))
+            .unwrap();
         assert_eq!(n, 1);
         assert_eq!(cell.to_wire(), (SqlValue::Text("a\u{fffd}b".into()), true));
     }

@@ -16,12 +16,21 @@ pub fn select_by_key_sql(spec: &TableSpec) -> String {
         .map(|(i, c)| format!("{} = ?{}", quote_ident(c), i + 1))
         .collect::<Vec<_>>()
         .join(" AND ");
-    format!("SELECT {} FROM main.{} WHERE {cond}", spec.column_list(), quote_ident(&spec.name))
+    format!(
+        "SELECT {} FROM main.{} WHERE {cond}",
+        spec.column_list(),
+        quote_ident(&spec.name)
+    )
 }
 
 /// The row with this key as it is now, every column in declaration order; `None` when the
 /// row no longer exists.
-pub fn read(conn: &Connection, spec: &TableSpec, sql: &str, key: &[Cell]) -> rusqlite::Result<Option<Vec<Cell>>> {
+pub fn read(
+    conn: &Connection,
+    spec: &TableSpec,
+    sql: &str,
+    key: &[Cell],
+) -> rusqlite::Result<Option<Vec<Cell>>> {
     let mut stmt = conn.prepare_cached(sql)?;
     let n = spec.columns.len();
     stmt.query_row(params_from_iter(key.iter()), |r| {

@@ -43,7 +43,13 @@ pub fn read(conn: &Connection) -> rusqlite::Result<Option<Instance>> {
     conn.query_row(
         "SELECT instance_id, created_at, journal_epoch FROM __omega_db_instance WHERE id = 1",
         [],
-        |r| Ok(Instance { instance_id: r.get(0)?, created_at: r.get(1)?, journal_epoch: r.get(2)? }),
+        |r| {
+            Ok(Instance {
+                instance_id: r.get(0)?,
+                created_at: r.get(1)?,
+                journal_epoch: r.get(2)?,
+            })
+        },
     )
     .optional()
 }
@@ -64,7 +70,11 @@ pub fn write(conn: &Connection, inst: &Instance) -> rusqlite::Result<()> {
 /// another name, so journal entries of a dropped table can never be read as another's.
 pub fn table_id(conn: &Connection, table: &str) -> rusqlite::Result<i64> {
     if let Some(tid) = conn
-        .query_row("SELECT tid FROM __omega_tables WHERE name = ?1", [table], |r| r.get(0))
+        .query_row(
+            "SELECT tid FROM __omega_tables WHERE name = ?1",
+            [table],
+            |r| r.get(0),
+        )
         .optional()?
     {
         return Ok(tid);
@@ -74,7 +84,11 @@ pub fn table_id(conn: &Connection, table: &str) -> rusqlite::Result<i64> {
          VALUES ((SELECT coalesce(max(tid), 0) + 1 FROM __omega_tables), ?1)",
         [table],
     )?;
-    conn.query_row("SELECT tid FROM __omega_tables WHERE name = ?1", [table], |r| r.get(0))
+    conn.query_row(
+        "SELECT tid FROM __omega_tables WHERE name = ?1",
+        [table],
+        |r| r.get(0),
+    )
 }
 
 /// Gives `table` a fresh id (after a key change or a rebuild, so that entries journaled under
@@ -86,5 +100,9 @@ pub fn renew_table_id(conn: &Connection, table: &str) -> rusqlite::Result<i64> {
          VALUES ((SELECT coalesce(max(tid), 0) + 1 FROM __omega_tables), ?1)",
         [table],
     )?;
-    conn.query_row("SELECT tid FROM __omega_tables WHERE name = ?1", [table], |r| r.get(0))
+    conn.query_row(
+        "SELECT tid FROM __omega_tables WHERE name = ?1",
+        [table],
+        |r| r.get(0),
+    )
 }

@@ -59,7 +59,11 @@ pub struct Entry {
 
 /// The greatest `seq` in the journal (0 when empty): the source's position.
 pub fn max_seq(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT coalesce(max(seq), 0) FROM __omega_journal", [], |r| r.get(0))
+    conn.query_row(
+        "SELECT coalesce(max(seq), 0) FROM __omega_journal",
+        [],
+        |r| r.get(0),
+    )
 }
 
 /// Reads up to `limit` entries with `seq > after`, in `seq` order. `key_len(tid)` says how
@@ -83,7 +87,12 @@ pub fn read_after(
         for i in 0..n {
             key.push(Cell::from_ref(r.get_ref(3 + i)?));
         }
-        out.push(Entry { seq: r.get(0)?, tid, op: r.get(2)?, key });
+        out.push(Entry {
+            seq: r.get(0)?,
+            tid,
+            op: r.get(2)?,
+            key,
+        });
     }
     Ok(out)
 }
@@ -108,7 +117,12 @@ pub fn read_table_after(
         for i in 0..n {
             key.push(Cell::from_ref(r.get_ref(3 + i)?));
         }
-        out.push(Entry { seq: r.get(0)?, tid, op: r.get(2)?, key });
+        out.push(Entry {
+            seq: r.get(0)?,
+            tid,
+            op: r.get(2)?,
+            key,
+        });
     }
     Ok(out)
 }
@@ -177,7 +191,10 @@ pub fn prune_chunk(
     match result {
         Ok(n) => Ok(Some(n)),
         Err(rusqlite::Error::SqliteFailure(e, _))
-            if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
+            if matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
         {
             Ok(None)
         }
@@ -205,18 +222,30 @@ mod tests {
     #[test]
     fn pruning_keeps_the_greatest_entry_so_seq_never_goes_back() {
         let conn = journal_with(10);
-        let n = prune_chunk(&conn, &[(1, 100), (2, 100)], 100, 500).unwrap().unwrap();
+        let n = prune_chunk(&conn, &[(1, 100), (2, 100)], 100, 500)
+            .unwrap()
+            .unwrap();
         assert_eq!(n, 9);
         assert_eq!(max_seq(&conn).unwrap(), 10);
-        conn.execute("INSERT INTO __omega_journal(tid, op, k1) VALUES (1, 1, 0)", []).unwrap();
+        conn.execute(
+            "INSERT INTO __omega_journal(tid, op, k1) VALUES (1, 1, 0)",
+            [],
+        )
+        .unwrap();
         assert_eq!(max_seq(&conn).unwrap(), 11);
     }
 
     #[test]
     fn pruning_respects_each_tables_cursor_and_chunk() {
         let conn = journal_with(10); // seq 1..10; tid 1 on odd seqs, tid 2 on even
-        assert_eq!(prune_chunk(&conn, &[(1, 5), (2, 0)], 0, 2).unwrap(), Some(2));
-        assert_eq!(prune_chunk(&conn, &[(1, 5), (2, 0)], 0, 500).unwrap(), Some(1));
+        assert_eq!(
+            prune_chunk(&conn, &[(1, 5), (2, 0)], 0, 2).unwrap(),
+            Some(2)
+        );
+        assert_eq!(
+            prune_chunk(&conn, &[(1, 5), (2, 0)], 0, 500).unwrap(),
+            Some(1)
+        );
         let left: Vec<i64> = read_after(&conn, 0, 100, |_| Some(1))
             .unwrap()
             .iter()
@@ -237,7 +266,11 @@ mod tests {
         let e = &read_after(&conn, 0, 10, |_| Some(3)).unwrap()[0];
         assert_eq!(
             e.key,
-            vec![Cell::Integer(i64::MAX), Cell::Blob(vec![0, 255]), Cell::Real(f64::INFINITY)]
+            vec![
+                Cell::Integer(i64::MAX),
+                Cell::Blob(vec![0, 255]),
+                Cell::Real(f64::INFINITY)
+            ]
         );
     }
 }

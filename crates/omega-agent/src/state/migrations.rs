@@ -62,16 +62,26 @@ pub const CURRENT: i64 = 1;
 
 /// Applies every missing step, each in its own transaction with its `user_version` bump.
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StateError> {
-    let err = |source| StateError::Sqlite { path: path.to_path_buf(), source };
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
+    let err = |source| StateError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err)?;
     if version > CURRENT {
-        return Err(StateError::TooNew { path: path.to_path_buf(), found: version, supported: CURRENT });
+        return Err(StateError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            supported: CURRENT,
+        });
     }
     for m in MIGRATIONS.iter().filter(|m| m.version > version) {
         tracing::info!(version = m.version, name = m.name, "migrating state.db");
         let tx = conn.unchecked_transaction().map_err(err)?;
         tx.execute_batch(m.sql).map_err(err)?;
-        tx.execute_batch(&format!("PRAGMA user_version = {}", m.version)).map_err(err)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", m.version))
+            .map_err(err)?;
         tx.commit().map_err(err)?;
     }
     Ok(())
@@ -94,7 +104,9 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         migrate(&conn, Path::new(":memory:")).unwrap();
         migrate(&conn, Path::new(":memory:")).unwrap();
-        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(v, CURRENT);
     }
 

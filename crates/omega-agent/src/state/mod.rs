@@ -29,7 +29,9 @@ pub enum StateError {
         source: rusqlite::Error,
     },
     /// The file was written by a newer agent.
-    #[error("state.db {path} has format version {found}, newer than this agent's {supported}; upgrade the agent")]
+    #[error(
+        "state.db {path} has format version {found}, newer than this agent's {supported}; upgrade the agent"
+    )]
     TooNew {
         /// The file.
         path: PathBuf,
@@ -42,7 +44,9 @@ pub enum StateError {
     #[error("another agent is running on {0} (its lock file is held)")]
     Locked(PathBuf),
     /// The file belongs to another device.
-    #[error("state.db {path} belongs to device `{found}`, not `{expected}`; point state_db_path elsewhere")]
+    #[error(
+        "state.db {path} belongs to device `{found}`, not `{expected}`; point state_db_path elsewhere"
+    )]
     ForeignDevice {
         /// The file.
         path: PathBuf,
@@ -71,16 +75,30 @@ impl StateLock {
     /// Takes the lock next to `state_path`, or fails with [`StateError::Locked`].
     pub fn acquire(state_path: &Path) -> Result<StateLock, StateError> {
         let lock_path = lock_path(state_path);
+        if let Some(dir) = state_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(|source| StateError::Io { path: lock_path.clone(), source })?;
+            .map_err(|source| StateError::Io {
+                path: lock_path.clone(),
+                source,
+            })?;
         match file.try_lock() {
             Ok(()) => Ok(StateLock { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(StateError::Locked(state_path.to_path_buf())),
-            Err(std::fs::TryLockError::Error(source)) => Err(StateError::Io { path: lock_path, source }),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                Err(StateError::Locked(state_path.to_path_buf()))
+            }
+            Err(std::fs::TryLockError::Error(source)) => Err(StateError::Io {
+                path: lock_path,
+                source,
+            }),
         }
     }
 }
@@ -103,26 +121,49 @@ impl StateDb {
     /// format.
     pub fn open(path: &Path) -> Result<StateDb, StateError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StateError::Io { path: dir.to_path_buf(), source })?;
+            std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
         }
-        let err = |source| StateError::Sqlite { path: path.to_path_buf(), source };
+        let err = |source| StateError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
         let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;").map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+            .map_err(err)?;
         migrations::migrate(&conn, path)?;
-        Ok(StateDb { conn, path: path.to_path_buf() })
+        Ok(StateDb {
+            conn,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Opens an existing file read-only, without migrating (for `omega agent status`).
     pub fn open_read_only(path: &Path) -> Result<StateDb, StateError> {
-        let err = |source| StateError::Sqlite { path: path.to_path_buf(), source };
+        let err = |source| StateError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
         let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(err)?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(err)?;
         if version > migrations::CURRENT {
-            return Err(StateError::TooNew { path: path.to_path_buf(), found: version, supported: migrations::CURRENT });
+            return Err(StateError::TooNew {
+                path: path.to_path_buf(),
+                found: version,
+                supported: migrations::CURRENT,
+            });
         }
-        Ok(StateDb { conn, path: path.to_path_buf() })
+        Ok(StateDb {
+            conn,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The underlying connection (for modules of this crate).
@@ -132,7 +173,10 @@ impl StateDb {
 
     /// Wraps an SQLite error with this file's path.
     pub fn err(&self, source: rusqlite::Error) -> StateError {
-        StateError::Sqlite { path: self.path.clone(), source }
+        StateError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     /// A value of the `meta` table.
@@ -182,8 +226,13 @@ impl StateDb {
 
     /// Every counter with its value.
     pub fn counters(&self) -> Result<Vec<(String, i64)>, StateError> {
-        let mut stmt = self.conn.prepare("SELECT name, value FROM counters ORDER BY name").map_err(|e| self.err(e))?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(e))?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, value FROM counters ORDER BY name")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 }

@@ -75,7 +75,11 @@ impl StateDb {
     /// One table's state.
     pub fn table(&self, name: &str) -> Result<Option<TableState>, StateError> {
         self.conn()
-            .query_row(&format!("SELECT {COLUMNS} FROM tables WHERE name = ?1"), [name], from_row)
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM tables WHERE name = ?1"),
+                [name],
+                from_row,
+            )
             .optional()
             .map_err(|e| self.err(e))
     }
@@ -111,8 +115,15 @@ impl StateDb {
 
     /// Moves cursors of several tables in one transaction: `(name, published, confirmed)`.
     /// Cursors only move forward here; rewinds go through [`Self::put_table`].
-    pub fn advance_cursors(&self, moves: &[(String, i64, i64)], now: &str) -> Result<(), StateError> {
-        let tx = self.conn().unchecked_transaction().map_err(|e| self.err(e))?;
+    pub fn advance_cursors(
+        &self,
+        moves: &[(String, i64, i64)],
+        now: &str,
+    ) -> Result<(), StateError> {
+        let tx = self
+            .conn()
+            .unchecked_transaction()
+            .map_err(|e| self.err(e))?;
         {
             let mut stmt = tx
                 .prepare_cached(
@@ -124,14 +135,21 @@ impl StateDb {
                 )
                 .map_err(|e| self.err(e))?;
             for (name, published, confirmed) in moves {
-                stmt.execute(rusqlite::params![name, published, confirmed, now]).map_err(|e| self.err(e))?;
+                stmt.execute(rusqlite::params![name, published, confirmed, now])
+                    .map_err(|e| self.err(e))?;
             }
         }
         tx.commit().map_err(|e| self.err(e))
     }
 
     /// Records a schema hash and its columns (JSON) the first time it is seen.
-    pub fn remember_schema(&self, table: &str, hash: &str, columns_json: &str, now: &str) -> Result<bool, StateError> {
+    pub fn remember_schema(
+        &self,
+        table: &str,
+        hash: &str,
+        columns_json: &str,
+        now: &str,
+    ) -> Result<bool, StateError> {
         self.conn()
             .execute(
                 "INSERT OR IGNORE INTO schemas (table_name, schema_hash, columns, first_seen) VALUES (?1, ?2, ?3, ?4)",
@@ -152,7 +170,12 @@ mod tests {
         let path = dir.path().join("state.db");
         {
             let db = StateDb::open(&path).unwrap();
-            db.put_table(&TableState { name: "t".into(), strategy: "rows".into(), ..Default::default() }).unwrap();
+            db.put_table(&TableState {
+                name: "t".into(),
+                strategy: "rows".into(),
+                ..Default::default()
+            })
+            .unwrap();
             db.advance_cursors(&[("t".into(), 10, 5)], "now").unwrap();
             db.advance_cursors(&[("t".into(), 7, 3)], "later").unwrap();
         }
@@ -177,6 +200,9 @@ mod tests {
         let db = StateDb::open(&dir.path().join("s.db")).unwrap();
         db.claim_device("a").unwrap();
         db.claim_device("a").unwrap();
-        assert!(matches!(db.claim_device("b"), Err(StateError::ForeignDevice { .. })));
+        assert!(matches!(
+            db.claim_device("b"),
+            Err(StateError::ForeignDevice { .. })
+        ));
     }
 }

@@ -41,7 +41,10 @@ pub fn app_conn(path: &Path) -> rusqlite::Connection {
 
 /// A unique device id / root topic per test.
 pub fn unique_device(prefix: &str) -> String {
-    format!("{prefix}-{}", omega_protocol::ids::new_v7().replace('-', "")[..20].to_string())
+    format!(
+        "{prefix}-{}",
+        &omega_protocol::ids::new_v7().replace('-', "")[12..]
+    )
 }
 
 /// A run configuration for a device on `broker_url`.
@@ -67,6 +70,10 @@ pub fn run_config(dir: &Path, source: &Path, device: &str, broker_url: &str) -> 
     }
 }
 
+/// Rows by table, then by canonical pk.
+pub type Tables = BTreeMap<String, BTreeMap<String, Vec<(String, SqlValue)>>>;
+type Best = BTreeMap<(String, String), ((String, i64), Option<Vec<(String, SqlValue)>>)>;
+
 /// Every row batch seen on the wire for one device, decoded by the protocol's validator.
 #[derive(Clone, Default)]
 pub struct Wire {
@@ -83,7 +90,10 @@ impl Wire {
         o.set_max_packet_size(64 << 20, 64 << 20);
         o.set_keep_alive(Duration::from_secs(5));
         let (client, mut el) = AsyncClient::new(o, 64);
-        client.subscribe(format!("omega/{device}/sync/rows/batch"), QoS::AtLeastOnce).await.unwrap();
+        client
+            .subscribe(format!("omega/{device}/sync/rows/batch"), QoS::AtLeastOnce)
+            .await
+            .unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut tx = Some(tx);
         let batches = wire.batches.clone();
@@ -107,19 +117,29 @@ impl Wire {
                 }
             }
         });
-        tokio::time::timeout(Duration::from_secs(10), rx).await.expect("SUBACK within 10 s").unwrap();
+        tokio::time::timeout(Duration::from_secs(10), rx)
+            .await
+            .expect("SUBACK within 10 s")
+            .unwrap();
         wire
     }
 
     /// The mirror the wire implies: per table, per canonical pk, the change with the greatest
     /// (epoch, commit_seq); deleted rows removed.
-    pub fn mirror(&self) -> BTreeMap<String, BTreeMap<String, Vec<(String, SqlValue)>>> {
-        let mut best: BTreeMap<(String, String), ((String, i64), Option<Vec<(String, SqlValue)>>)> = BTreeMap::new();
+    pub fn mirror(&self) -> Tables {
+        let mut best: Best = BTreeMap::new();
         for b in self.batches.lock().unwrap().iter() {
             for r in &b.rows {
-                let key = (b.source_table.clone(), omega_protocol::pk::canonical_pk(&r.pk));
+                let key = (
+                    b.source_table.clone(),
+                    omega_protocol::pk::canonical_pk(&r.pk),
+                );
                 let version = (b.journal_epoch.clone(), r.commit_seq);
-                let row = if r.op == Op::Delete { None } else { r.row.clone() };
+                let row = if r.op == Op::Delete {
+                    None
+                } else {
+                    r.row.clone()
+                };
                 match best.get(&key) {
                     Some((v, _)) if *v >= version => {}
                     _ => {
@@ -128,7 +148,7 @@ impl Wire {
                 }
             }
         }
-        let mut out: BTreeMap<String, BTreeMap<String, Vec<(String, SqlValue)>>> = BTreeMap::new();
+        let mut out: Tables = BTreeMap::new();
         for ((table, pk), (_, row)) in best {
             if let Some(row) = row {
                 out.entry(table).or_default().insert(pk, row);
@@ -139,12 +159,16 @@ impl Wire {
 }
 
 /// The source's current rows in the same shape as [`Wire::mirror`].
-pub fn source_rows(path: &Path, tables: &[&str]) -> BTreeMap<String, BTreeMap<String, Vec<(String, SqlValue)>>> {
+pub fn source_rows(path: &Path, tables: &[&str]) -> Tables {
     let conn = rusqlite::Connection::open(path).unwrap();
-    let mut out: BTreeMap<String, BTreeMap<String, Vec<(String, SqlValue)>>> = BTreeMap::new();
+    let mut out: Tables = BTreeMap::new();
     for t in tables {
         let spec = omega_agent::capture::TableSpec::read(&conn, t).unwrap();
-        let sql = format!("SELECT {} FROM {}", spec.column_list(), omega_agent::sql::quote_ident(t));
+        let sql = format!(
+            "SELECT {} FROM {}",
+            spec.column_list(),
+            omega_agent::sql::quote_ident(t)
+        );
         let mut stmt = conn.prepare(&sql).unwrap();
         let mut rows = stmt.query([]).unwrap();
         while let Some(r) = rows.next().unwrap() {
@@ -158,8 +182,52 @@ pub fn source_rows(path: &Path, tables: &[&str]) -> BTreeMap<String, BTreeMap<St
                 .iter()
                 .map(|k| row.iter().find(|(c, _)| c == k).unwrap().clone())
                 .collect();
-            out.entry(t.to_string()).or_default().insert(omega_protocol::pk::canonical_pk(&pk), row);
+            out.entry(t.to_string())
+                .or_default()
+                .insert(omega_protocol::pk::canonical_pk(&pk), row);
         }
     }
     out
+}
+
+/// Routes the agent's logs to the test output (`RUST_LOG` filters; default info).
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
+/// Waits until the agent has installed `n` triggers in `source`, failing at once if the agent
+/// task ended (with its error) instead.
+pub async fn wait_for_triggers<T: std::fmt::Debug>(
+    source: &Path,
+    n: i64,
+    agent: &tokio::task::JoinHandle<T>,
+) {
+    let conn = rusqlite::Connection::open(source).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let have: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        if have >= n {
+            return;
+        }
+        assert!(
+            !agent.is_finished(),
+            "the agent stopped before installing its triggers"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "triggers not installed within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -18,29 +18,61 @@ fn workload(conn: &rusqlite::Connection, round: i64) {
         let id = base + i;
         tx.execute(
             r#"INSERT INTO "order" (id, item, qty, price) VALUES (?1, ?2, ?3, ?4)"#,
-            rusqlite::params![id, format!("naïve \"item\" {id} ✓"), if i % 2 == 0 { i64::MAX } else { i64::MIN }, 0.1 * i as f64],
+            rusqlite::params![
+                id,
+                format!("naïve \"item\" {id} ✓"),
+                if i % 2 == 0 { i64::MAX } else { i64::MIN },
+                0.1 * i as f64
+            ],
         )
         .unwrap();
         tx.execute(
             r#"INSERT INTO "a""b" (site, n, payload, note) VALUES (?1, ?2, ?3, ?4)"#,
-            rusqlite::params![format!("s\"{}", i % 3), id, vec![0u8, 255, i as u8], if i % 4 == 0 { None } else { Some(1.5e-7) }],
+            rusqlite::params![
+                format!("s\"{}", i % 3),
+                id,
+                vec![0u8, 255, i as u8],
+                if i % 4 == 0 { None } else { Some(1.5e-7) }
+            ],
         )
         .unwrap();
         tx.execute(
             r#"INSERT INTO "naïve table" (k, v, t) VALUES (?1, ?2, ?3)"#,
-            rusqlite::params![id.to_be_bytes().to_vec(), if i % 2 == 0 { f64::INFINITY } else { f64::NEG_INFINITY }, "x".repeat(if i == 0 { 100_000 } else { 3 })],
+            rusqlite::params![
+                id.to_be_bytes().to_vec(),
+                if i % 2 == 0 {
+                    f64::INFINITY
+                } else {
+                    f64::NEG_INFINITY
+                },
+                "x".repeat(if i == 0 { 100_000 } else { 3 })
+            ],
         )
         .unwrap();
     }
-    tx.execute(r#"UPDATE "order" SET qty = qty - 1 WHERE id % 3 = 0 AND qty > 0"#, []).unwrap();
-    tx.execute(r#"UPDATE "order" SET id = id + 1000000 WHERE id = ?1"#, [base + 5]).unwrap();
-    tx.execute(r#"DELETE FROM "a""b" WHERE n % 5 = 0"#, []).unwrap();
-    tx.execute(r#"DELETE FROM "naïve table" WHERE v < 0 AND length(t) = 3 AND rowid % 2 = 0"#, []).unwrap();
+    tx.execute(
+        r#"UPDATE "order" SET qty = qty - 1 WHERE id % 3 = 0 AND qty > 0"#,
+        [],
+    )
+    .unwrap();
+    tx.execute(
+        r#"UPDATE "order" SET id = id + 1000000 WHERE id = ?1"#,
+        [base + 5],
+    )
+    .unwrap();
+    tx.execute(r#"DELETE FROM "a""b" WHERE n % 5 = 0"#, [])
+        .unwrap();
+    tx.execute(
+        r#"DELETE FROM "naïve table" WHERE v < 0 AND length(t) = 3 AND rowid % 2 = 0"#,
+        [],
+    )
+    .unwrap();
     tx.commit().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_change_of_a_mixed_workload_arrives_exactly_and_in_order() {
+    init_logs();
     let broker = machine_broker();
     let dir = tempfile::tempdir().unwrap();
     let source = source_db(dir.path());
@@ -52,15 +84,12 @@ async fn every_change_of_a_mixed_workload_arrives_exactly_and_in_order() {
         let _ = stop_rx.await;
     }));
 
+    wait_for_triggers(&source, 9, &agent).await;
+
     // The application writes while the agent runs; none of its writes may fail.
     let writer_source = source.clone();
     let writer = tokio::task::spawn_blocking(move || {
         let conn = app_conn(&writer_source);
-        wait::until_true("agent installs its triggers", Duration::from_secs(20), || {
-            conn.query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'", [], |r| r.get::<_, i64>(0))
-                .unwrap()
-                >= 9
-        });
         for round in 0..15 {
             workload(&conn, round);
         }
@@ -70,13 +99,25 @@ async fn every_change_of_a_mixed_workload_arrives_exactly_and_in_order() {
     let expected = source_rows(&source, &TABLES);
     let w = wire.clone();
     tokio::task::spawn_blocking(move || {
-        wait::until_true("mirror rebuilt from the wire equals the source", Duration::from_secs(60), || {
-            w.mirror() == expected
-        })
+        wait::until_true(
+            "mirror rebuilt from the wire equals the source",
+            Duration::from_secs(60),
+            || w.mirror() == expected,
+        )
     })
     .await
     .unwrap();
 
+    eprintln!(
+        "batches on the wire: {}, rows: {}",
+        wire.batches.lock().unwrap().len(),
+        wire.batches
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| b.rows.len())
+            .sum::<usize>()
+    );
     // Within every batch, commit_seq strictly increases and the envelope matches the rows.
     for b in wire.batches.lock().unwrap().iter() {
         assert!(b.rows.windows(2).all(|w| w[0].commit_seq < w[1].commit_seq));
@@ -88,9 +129,16 @@ async fn every_change_of_a_mixed_workload_arrives_exactly_and_in_order() {
     for t in TABLES {
         let mine: Vec<_> = batches.iter().filter(|b| b.source_table == t).collect();
         assert!(!mine.is_empty(), "no batch for {t}");
-        assert!(mine[0].schema_columns.is_some(), "first batch of {t} carries schema_columns");
+        assert!(
+            mine[0].schema_columns.is_some(),
+            "first batch of {t} carries schema_columns"
+        );
         for w in mine.windows(2) {
-            assert_eq!(w[1].prev_commit_seq, Some(w[0].last_commit_seq), "chain of {t}");
+            assert_eq!(
+                w[1].prev_commit_seq,
+                Some(w[0].last_commit_seq),
+                "chain of {t}"
+            );
         }
     }
     assert!(batches.iter().all(|b| b.source_table != "no_pk"));
