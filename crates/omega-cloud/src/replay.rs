@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use uuid::Uuid;
 
 use crate::apply::{materialize_changes, try_complete};
+use crate::lineage::PauseCause;
 use crate::materialize::Change;
 use crate::policy::{Policy, Scope};
 use crate::schema_review::ReviewStatus;
@@ -59,25 +60,63 @@ pub async fn replay_table<S: Store>(
     Ok(report)
 }
 
-/// The replay sweep: every lineage with staged rows that may materialize.
+/// The replay sweep: first lifts `schema_review` from lineages whose latest hash is approved
+/// (an apply that raced an approval may have added it after the approval looked), then
+/// replays every lineage with staged rows that may materialize.
 pub async fn replay_sweep<S: Store>(
     store: &S,
     policy: &Policy,
 ) -> Result<ReplayReport, StoreError> {
-    let lineages = {
+    for l in all_lineages(store).await? {
+        if !l.pause_causes.contains(&PauseCause::SchemaReview) {
+            continue;
+        }
         let mut tx = store.begin().await?;
-        let l = tx.lineages(&LineageFilter::default()).await;
-        let _ = tx.rollback().await;
-        l?
-    };
+        match reconcile_review_cause(&mut tx, policy, l.id).await {
+            Ok(()) => tx.commit().await?,
+            Err(e) => {
+                let _ = tx.rollback().await;
+                return Err(e);
+            }
+        }
+    }
     let mut report = ReplayReport::default();
-    for l in lineages
-        .iter()
-        .filter(|l| l.staged_rows > 0 && l.may_materialize())
-    {
-        report.add(replay_lineage(store, policy, l.id).await?);
+    for l in all_lineages(store).await? {
+        if l.staged_rows > 0 && l.may_materialize() {
+            report.add(replay_lineage(store, policy, l.id).await?);
+        }
     }
     Ok(report)
+}
+
+async fn all_lineages<S: Store>(store: &S) -> Result<Vec<crate::lineage::Lineage>, StoreError> {
+    let mut tx = store.begin().await?;
+    let l = tx.lineages(&LineageFilter::default()).await;
+    let _ = tx.rollback().await;
+    l
+}
+
+async fn reconcile_review_cause<T: StoreTx>(
+    tx: &mut T,
+    policy: &Policy,
+    lineage_id: Uuid,
+) -> Result<(), StoreError> {
+    let Some(mut lineage) = tx.lineage_lock_id(lineage_id).await? else {
+        return Ok(());
+    };
+    let Some(hash) = lineage.schema_hash.clone() else {
+        return Ok(());
+    };
+    let scope = policy.coalescing.scope_for(&lineage.device_id);
+    let approved = tx
+        .review_by_key(&scope, &lineage.source_table, &hash)
+        .await?
+        .is_some_and(|r| r.status == ReviewStatus::Approved);
+    if approved && lineage.remove_cause(PauseCause::SchemaReview) {
+        lineage.updated_at = tx.now();
+        tx.lineage_save(&lineage).await?;
+    }
+    Ok(())
 }
 
 /// Replays one lineage until nothing replayable is left.

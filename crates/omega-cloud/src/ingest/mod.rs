@@ -31,11 +31,15 @@ use self::acks::{AckQueue, Ticket};
 use self::handle::Worker;
 pub use self::handle::{Handled, IngestStats};
 use crate::policy::Policy;
+use crate::replay;
 use crate::store::{AnyStore, Store};
 use crate::with_store;
 
 /// The largest MQTT packet: single-row batches may exceed 512 KiB (`protocol.md` §13).
 const MAX_PACKET_BYTES: u32 = 268_435_455;
+
+/// Interval of the replay sweep (§9.3, §12.2).
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// How long in-flight messages may finish after shutdown is requested.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -147,6 +151,7 @@ pub async fn serve_with_stats<S: Store>(
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Ticket>();
     let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Publish>();
     let acker = tokio::spawn(send_acks(client.clone(), ack_rx, stats.clone()));
+    let sweeper = tokio::spawn(sweep_forever(worker.store.clone(), opts.policy));
     let mut queue: AckQueue<Publish> = AckQueue::new();
     let mut tasks = JoinSet::new();
     let mut reconnect_pause = Duration::from_millis(100);
@@ -220,6 +225,7 @@ pub async fn serve_with_stats<S: Store>(
         }
     }
     tasks.abort_all();
+    sweeper.abort();
     drop(ack_tx);
     let _ = acker.await;
     let _ = client.disconnect().await;
@@ -245,6 +251,22 @@ pub async fn serve_any(
     shutdown: impl Future<Output = ()>,
 ) -> Result<Arc<IngestStats>, IngestError> {
     with_store!(store, s => serve(opts, s, shutdown).await)
+}
+
+/// The replay sweep, every [`SWEEP_EVERY`]. Errors are logged; the next round retries.
+async fn sweep_forever<S: Store>(store: S, policy: Policy) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match replay::replay_sweep(&store, &policy).await {
+            Ok(r) if r.replayed > 0 => {
+                tracing::info!(replayed = r.replayed, failed = r.failed, "replay sweep");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "replay sweep failed; retrying next round"),
+        }
+    }
 }
 
 async fn send_acks(

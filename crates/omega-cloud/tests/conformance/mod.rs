@@ -59,6 +59,8 @@ conformance!(
     misfit_values_are_quarantined_per_row,
     confirmed_point_follows_the_batch_chain,
     per_device_scope_gets_its_own_mirror,
+    replay_sweep_lifts_a_stale_review_cause_and_replays,
+    telemetry_batches_are_staged_and_checked_for_batch_seq,
 );
 
 const DS: &str = "edge_mirror_device_state";
@@ -819,4 +821,137 @@ async fn per_device_scope_gets_its_own_mirror<S: Store>(s: S) {
             .map(|m| m != n1),
         Some(true)
     );
+}
+
+async fn replay_sweep_lifts_a_stale_review_cause_and_replays<S: Store>(s: S) {
+    let p = Policy::default();
+    let cols = device_state();
+    apply(
+        &s,
+        &p,
+        "d1",
+        &batch(&cols, epoch(1), vec![upsert(1, 1, "a")]),
+    )
+    .await;
+    let r = ops::list(&s, None).await.unwrap().remove(0);
+    ops::approve(&s, &p, r.id, &ApproveRequest::all_mirror())
+        .await
+        .unwrap();
+    // As if an apply that raced the approval staged a row and re-added the cause.
+    let mut l = lineage(&s, "d1", "device_state").await;
+    l.add_cause(PauseCause::SchemaReview);
+    let mut tx = s.begin().await.unwrap();
+    tx.lineage_save(&l).await.unwrap();
+    tx.commit().await.unwrap();
+    let out = apply(
+        &s,
+        &p,
+        "d1",
+        &batch(&cols, epoch(1), vec![upsert(2, 2, "b")]),
+    )
+    .await;
+    assert!(
+        matches!(out, ApplyOutcome::Applied(ref r) if r.staged == 1),
+        "{out:?}"
+    );
+    let report = omega_cloud::replay::replay_sweep(&s, &p).await.unwrap();
+    assert_eq!(report.replayed, 1);
+    let l = lineage(&s, "d1", "device_state").await;
+    assert!(l.pause_causes.is_empty());
+    assert_eq!(
+        live_modes(&s, DS).await,
+        vec![(1, Some("a".into())), (2, Some("b".into()))]
+    );
+}
+
+async fn telemetry_batches_are_staged_and_checked_for_batch_seq<S: Store>(s: S) {
+    use omega_cloud::telemetry::apply_telemetry_batch;
+    use omega_protocol::message::{TelemetryBatch, TelemetrySample};
+    let cols = schema(
+        "temps",
+        vec![
+            col("id", Affinity::Integer, 1),
+            col("ts", Affinity::Text, 0),
+            col("value", Affinity::Real, 0),
+        ],
+    );
+    let t0 = time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+    let tb = |seq: i64, ids: &[i64]| TelemetryBatch {
+        batch_id: Uuid::now_v7().to_string(),
+        batch_seq: seq,
+        source_table: "temps".into(),
+        schema_hash: schema_hash(&cols),
+        schema_columns: Some(cols.clone()),
+        cursor_start_ts: t0,
+        cursor_end_ts: t0,
+        rows: ids
+            .iter()
+            .map(|id| TelemetrySample {
+                ts: t0,
+                row_id: Some(format!("{{\"id\":{id}}}")),
+                fields: rec(&[("id", int(*id)), ("value", SqlValue::Real(21.5))]),
+            })
+            .collect(),
+    };
+    let p = auto();
+    let topic = "omega/d1/sync/telemetry/batch";
+    let first = tb(100_000, &[1, 2]);
+    let out = apply_telemetry_batch(&s, &p, "d1", topic, &first)
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, ApplyOutcome::Applied(ref r) if r.staged == 2),
+        "{out:?}"
+    );
+    assert_eq!(
+        apply_telemetry_batch(&s, &p, "d1", topic, &first)
+            .await
+            .unwrap(),
+        ApplyOutcome::Duplicate
+    );
+    // Same batch_seq, new batch id: duplicate_batch_seq. Far below the highest: stale.
+    let dup = apply_telemetry_batch(&s, &p, "d1", topic, &tb(100_000, &[3]))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            dup,
+            ApplyOutcome::Rejected {
+                code: "duplicate_batch_seq",
+                ..
+            }
+        ),
+        "{dup:?}"
+    );
+    let stale = apply_telemetry_batch(&s, &p, "d1", topic, &tb(1, &[4]))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            stale,
+            ApplyOutcome::Rejected {
+                code: "stale_batch_seq",
+                ..
+            }
+        ),
+        "{stale:?}"
+    );
+    // Lower but within the window: accepted; repeated samples are no-ops by key.
+    let late = apply_telemetry_batch(&s, &p, "d1", topic, &tb(99_000, &[1, 5]))
+        .await
+        .unwrap();
+    assert!(
+        matches!(late, ApplyOutcome::Applied(ref r) if r.staged == 1),
+        "{late:?}"
+    );
+    let l = lineage(&s, "d1", "temps").await;
+    assert!(l.kinds.telemetry && !l.kinds.rows);
+    assert_eq!(
+        (l.last_batch_seq, l.staged_rows, l.server_watermark()),
+        (Some(100_000), 3, 100_000)
+    );
+    let q = quarantine::list(&s, &QuarantineFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(q.len(), 2);
 }
