@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use omega_config::url::Transport;
 use omega_protocol::topic::{DeviceTopicTemplate, TopicError};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
@@ -30,6 +31,7 @@ use tokio::task::JoinSet;
 use self::acks::{AckQueue, Ticket};
 use self::handle::Worker;
 pub use self::handle::{Handled, IngestStats};
+use crate::config::CloudConfig;
 use crate::policy::Policy;
 use crate::replay;
 use crate::store::{AnyStore, Store};
@@ -76,6 +78,31 @@ impl IngestOptions {
         }
     }
 
+    /// Options from the validated `cloud.yaml` (`broker.*`, `ingest.*`, `policy.*`);
+    /// `hostname` fills `{hostname}` in `broker.client_id`.
+    ///
+    /// TLS and QUIC brokers are refused for now ([`IngestError::UnsupportedTransport`]).
+    pub fn from_config(cfg: &CloudConfig, hostname: &str) -> Result<Self, IngestError> {
+        let url = &cfg.broker.url;
+        if url.scheme.transport() != Transport::Plain || cfg.broker.ca.is_some() {
+            // TODO(tls): build a rustls client config from broker.tls (as the agent does).
+            return Err(IngestError::UnsupportedTransport(url.to_string()));
+        }
+        let mut mqtt = MqttOptions::new(
+            cfg.broker.client_id_for(hostname),
+            url.host.clone(),
+            url.port,
+        );
+        if let Some(user) = &cfg.broker.username {
+            let password = cfg.broker.password.as_ref().map(|p| p.expose().to_string());
+            mqtt.set_credentials(user.clone(), password.unwrap_or_default());
+        }
+        let mut opts = IngestOptions::new(mqtt, cfg.ingest.device_topic.clone(), cfg.policy.schema);
+        opts.shared_group = cfg.ingest.shared_group.clone().unwrap_or_default();
+        opts.workers = usize::try_from(cfg.ingest.workers).unwrap_or(usize::MAX);
+        Ok(opts)
+    }
+
     /// The subscription filter (§15.2).
     pub fn subscription(&self) -> Result<String, TopicError> {
         if self.shared_group.is_empty() {
@@ -96,9 +123,18 @@ pub enum IngestError {
     /// `ingest.workers` out of range.
     #[error("ingest.workers must be 1–256, got {0}")]
     Workers(usize),
+    /// The broker URL needs a transport ingest does not speak yet.
+    #[error("broker {0}: TLS and QUIC are not supported by ingest yet; use mqtt://")]
+    UnsupportedTransport(String),
     /// The MQTT client's request channel is gone (the event loop stopped).
     #[error("MQTT client: {0}")]
-    Client(#[from] rumqttc::v5::ClientError),
+    Client(Box<rumqttc::v5::ClientError>),
+}
+
+impl From<rumqttc::v5::ClientError> for IngestError {
+    fn from(e: rumqttc::v5::ClientError) -> Self {
+        IngestError::Client(Box::new(e))
+    }
 }
 
 /// Runs ingest until `shutdown` resolves: connects, subscribes (on every connect), and
@@ -284,5 +320,37 @@ async fn send_acks(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn options_follow_the_config_file() {
+        let yaml = "control:\n  signing_key_path: k\ningest:\n  workers: 7\n  shared_group: ''\n\
+                    broker:\n  url: mqtt://broker.example:1884\n  client_id: c-{hostname}\n";
+        let cfg = CloudConfig::from_yaml_str(yaml, Path::new("/x/cloud.yaml"), &|_| None).unwrap();
+        let o = IngestOptions::from_config(&cfg, "h1").unwrap();
+        assert_eq!(
+            o.mqtt.broker_address(),
+            ("broker.example".to_string(), 1884)
+        );
+        assert_eq!(o.mqtt.client_id(), "c-h1");
+        assert_eq!(o.workers, 7);
+        assert_eq!(o.subscription().unwrap(), "omega/+/sync/#");
+    }
+
+    #[test]
+    fn tls_brokers_are_refused_for_now() {
+        let yaml = "control:\n  signing_key_path: k\nbroker:\n  url: mqtts://b.example\n";
+        let cfg = CloudConfig::from_yaml_str(yaml, Path::new("/x/cloud.yaml"), &|_| None).unwrap();
+        assert!(matches!(
+            IngestOptions::from_config(&cfg, "h"),
+            Err(IngestError::UnsupportedTransport(_))
+        ));
     }
 }

@@ -462,6 +462,18 @@ pub async fn open(url: &str, pool_size: usize) -> StoreResult<AnyStore> {
     }
 }
 
+/// Opens the store of a validated `cloud.yaml` (`store.url`).
+pub async fn open_config(url: &crate::config::StoreUrl, pool_size: usize) -> StoreResult<AnyStore> {
+    match url {
+        crate::config::StoreUrl::Postgres(u) => Ok(AnyStore::Postgres(
+            postgres::PgStore::open(u, pool_size).await?,
+        )),
+        crate::config::StoreUrl::Sqlite(path) => {
+            Ok(AnyStore::Sqlite(sqlite::SqliteStore::open(path).await?))
+        }
+    }
+}
+
 /// Runs a generic expression with the concrete store inside an [`AnyStore`].
 #[macro_export]
 macro_rules! with_store {
