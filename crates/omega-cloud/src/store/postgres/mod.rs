@@ -11,6 +11,8 @@
 
 mod mirror;
 mod queries;
+mod reviews;
+mod staged;
 
 use std::time::Duration;
 
@@ -226,7 +228,7 @@ impl StoreTx for PgTx {
     }
 
     async fn stage_samples(&mut self, samples: &[StagedSample]) -> StoreResult<(i64, i64)> {
-        queries::stage_samples(self.c(), samples).await
+        staged::stage_samples(self.c(), samples).await
     }
 
     async fn device_touch(&mut self, device: &str) -> StoreResult<()> {
@@ -276,19 +278,19 @@ impl StoreTx for PgTx {
         table: &str,
         hash: &str,
     ) -> StoreResult<Option<Review>> {
-        queries::review_by_key(self.c(), &scope.key(), table, hash).await
+        reviews::review_by_key(self.c(), &scope.key(), table, hash).await
     }
 
     async fn review_get(&mut self, id: Uuid, lock: bool) -> StoreResult<Option<Review>> {
-        queries::review_get(self.c(), id, lock).await
+        reviews::review_get(self.c(), id, lock).await
     }
 
     async fn review_insert(&mut self, review: &Review) -> StoreResult<bool> {
-        queries::review_insert(self.c(), review).await
+        reviews::review_insert(self.c(), review).await
     }
 
     async fn review_save(&mut self, review: &Review) -> StoreResult<()> {
-        queries::review_save(self.c(), review).await
+        reviews::review_save(self.c(), review).await
     }
 
     async fn review_latest_approved(
@@ -296,11 +298,11 @@ impl StoreTx for PgTx {
         scope: &Scope,
         table: &str,
     ) -> StoreResult<Option<Review>> {
-        queries::review_latest_approved(self.c(), &scope.key(), table).await
+        reviews::review_latest_approved(self.c(), &scope.key(), table).await
     }
 
     async fn reviews(&mut self, status: Option<ReviewStatus>) -> StoreResult<Vec<Review>> {
-        queries::reviews(self.c(), status).await
+        reviews::reviews(self.c(), status).await
     }
 
     async fn mirror_get(&mut self, name: &str, exclusive: bool) -> StoreResult<Option<MirrorDef>> {
@@ -344,7 +346,7 @@ impl StoreTx for PgTx {
     }
 
     async fn stage(&mut self, rows: &[StagedRow]) -> StoreResult<(i64, i64)> {
-        queries::stage(self.c(), rows).await
+        staged::stage(self.c(), rows).await
     }
 
     async fn staged_replayable(
@@ -354,11 +356,11 @@ impl StoreTx for PgTx {
         table: &str,
         limit: usize,
     ) -> StoreResult<Vec<StagedRow>> {
-        queries::staged_replayable(self.c(), &scope.key(), device, table, limit).await
+        staged::staged_replayable(self.c(), &scope.key(), device, table, limit).await
     }
 
     async fn staged_remove(&mut self, rows: &[StagedRow]) -> StoreResult<()> {
-        queries::staged_remove(self.c(), rows).await
+        staged::staged_remove(self.c(), rows).await
     }
 
     async fn staged_count_snapshot(
@@ -367,7 +369,7 @@ impl StoreTx for PgTx {
         table: &str,
         snapshot_id: Uuid,
     ) -> StoreResult<i64> {
-        queries::staged_count_snapshot(self.c(), device, table, snapshot_id).await
+        staged::staged_count_snapshot(self.c(), device, table, snapshot_id).await
     }
 
     async fn staged_of_hash(
@@ -377,7 +379,7 @@ impl StoreTx for PgTx {
         device: Option<&str>,
         limit: usize,
     ) -> StoreResult<(i64, Vec<StagedRow>)> {
-        queries::staged_of_hash(self.c(), table, hash, device, limit).await
+        staged::staged_of_hash(self.c(), table, hash, device, limit).await
     }
 
     async fn snapshot_lock(
@@ -386,11 +388,11 @@ impl StoreTx for PgTx {
         table: &str,
         snapshot_id: Uuid,
     ) -> StoreResult<Option<SnapshotState>> {
-        queries::snapshot_lock(self.c(), device, table, snapshot_id).await
+        staged::snapshot_lock(self.c(), device, table, snapshot_id).await
     }
 
     async fn snapshot_save(&mut self, s: &SnapshotState) -> StoreResult<()> {
-        queries::snapshot_save(self.c(), s).await
+        staged::snapshot_save(self.c(), s).await
     }
 
     async fn quarantine_insert(&mut self, entry: &QuarantineEntry) -> StoreResult<()> {

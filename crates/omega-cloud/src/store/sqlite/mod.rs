@@ -10,6 +10,8 @@
 
 mod mirror;
 mod queries;
+mod reviews;
+mod staged;
 
 use std::path::Path;
 use std::sync::{Arc, mpsc};
@@ -246,7 +248,7 @@ impl StoreTx for SqliteTx {
         samples: &[StagedSample],
     ) -> impl Future<Output = StoreResult<(i64, i64)>> + Send {
         let samples = samples.to_vec();
-        on_thread!(self, |c| queries::stage_samples(c, &samples))
+        on_thread!(self, |c| staged::stage_samples(c, &samples))
     }
 
     fn device_touch(&mut self, device: &str) -> impl Future<Output = StoreResult<()>> + Send {
@@ -328,7 +330,7 @@ impl StoreTx for SqliteTx {
         hash: &str,
     ) -> impl Future<Output = StoreResult<Option<Review>>> + Send {
         let (scope, table, hash) = (scope.key(), table.to_string(), hash.to_string());
-        on_thread!(self, |c| queries::review_by_key(c, &scope, &table, &hash))
+        on_thread!(self, |c| reviews::review_by_key(c, &scope, &table, &hash))
     }
 
     fn review_get(
@@ -336,17 +338,17 @@ impl StoreTx for SqliteTx {
         id: Uuid,
         _lock: bool,
     ) -> impl Future<Output = StoreResult<Option<Review>>> + Send {
-        on_thread!(self, |c| queries::review_get(c, id))
+        on_thread!(self, |c| reviews::review_get(c, id))
     }
 
     fn review_insert(&mut self, review: &Review) -> impl Future<Output = StoreResult<bool>> + Send {
         let r = review.clone();
-        on_thread!(self, |c| queries::review_insert(c, &r))
+        on_thread!(self, |c| reviews::review_insert(c, &r))
     }
 
     fn review_save(&mut self, review: &Review) -> impl Future<Output = StoreResult<()>> + Send {
         let r = review.clone();
-        on_thread!(self, |c| queries::review_save(c, &r))
+        on_thread!(self, |c| reviews::review_save(c, &r))
     }
 
     fn review_latest_approved(
@@ -355,14 +357,14 @@ impl StoreTx for SqliteTx {
         table: &str,
     ) -> impl Future<Output = StoreResult<Option<Review>>> + Send {
         let (scope, table) = (scope.key(), table.to_string());
-        on_thread!(self, |c| queries::review_latest_approved(c, &scope, &table))
+        on_thread!(self, |c| reviews::review_latest_approved(c, &scope, &table))
     }
 
     fn reviews(
         &mut self,
         status: Option<ReviewStatus>,
     ) -> impl Future<Output = StoreResult<Vec<Review>>> + Send {
-        on_thread!(self, |c| queries::reviews(c, status))
+        on_thread!(self, |c| reviews::reviews(c, status))
     }
 
     fn mirror_get(
@@ -431,7 +433,7 @@ impl StoreTx for SqliteTx {
         rows: &[StagedRow],
     ) -> impl Future<Output = StoreResult<(i64, i64)>> + Send {
         let rows = rows.to_vec();
-        on_thread!(self, |c| queries::stage(c, &rows))
+        on_thread!(self, |c| staged::stage(c, &rows))
     }
 
     fn staged_replayable(
@@ -442,7 +444,7 @@ impl StoreTx for SqliteTx {
         limit: usize,
     ) -> impl Future<Output = StoreResult<Vec<StagedRow>>> + Send {
         let (scope, device, table) = (scope.key(), device.to_string(), table.to_string());
-        on_thread!(self, |c| queries::staged_replayable(
+        on_thread!(self, |c| staged::staged_replayable(
             c, &scope, &device, &table, limit
         ))
     }
@@ -452,7 +454,7 @@ impl StoreTx for SqliteTx {
         rows: &[StagedRow],
     ) -> impl Future<Output = StoreResult<()>> + Send {
         let rows = rows.to_vec();
-        on_thread!(self, |c| queries::staged_remove(c, &rows))
+        on_thread!(self, |c| staged::staged_remove(c, &rows))
     }
 
     fn staged_count_snapshot(
@@ -462,7 +464,7 @@ impl StoreTx for SqliteTx {
         snapshot_id: Uuid,
     ) -> impl Future<Output = StoreResult<i64>> + Send {
         let (device, table) = (device.to_string(), table.to_string());
-        on_thread!(self, |c| queries::staged_count_snapshot(
+        on_thread!(self, |c| staged::staged_count_snapshot(
             c,
             &device,
             &table,
@@ -482,7 +484,7 @@ impl StoreTx for SqliteTx {
             hash.to_string(),
             device.map(str::to_string),
         );
-        on_thread!(self, |c| queries::staged_of_hash(
+        on_thread!(self, |c| staged::staged_of_hash(
             c,
             &table,
             &hash,
@@ -498,7 +500,7 @@ impl StoreTx for SqliteTx {
         snapshot_id: Uuid,
     ) -> impl Future<Output = StoreResult<Option<SnapshotState>>> + Send {
         let (device, table) = (device.to_string(), table.to_string());
-        on_thread!(self, |c| queries::snapshot_get(
+        on_thread!(self, |c| staged::snapshot_get(
             c,
             &device,
             &table,
@@ -508,7 +510,7 @@ impl StoreTx for SqliteTx {
 
     fn snapshot_save(&mut self, s: &SnapshotState) -> impl Future<Output = StoreResult<()>> + Send {
         let s = s.clone();
-        on_thread!(self, |c| queries::snapshot_save(c, &s))
+        on_thread!(self, |c| staged::snapshot_save(c, &s))
     }
 
     fn quarantine_insert(
