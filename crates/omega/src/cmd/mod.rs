@@ -2,6 +2,8 @@
 
 #[cfg(feature = "agent")]
 pub mod agent;
+#[cfg(feature = "agent")]
+pub mod bench;
 #[cfg(feature = "cloud")]
 pub mod cloud;
 
@@ -26,6 +28,10 @@ enum Command {
     #[cfg(feature = "agent")]
     #[command(subcommand)]
     Agent(agent::AgentCommand),
+    /// Benchmarks on this machine, printed as Markdown: capture.
+    #[cfg(feature = "agent")]
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// The cloud: serve, lineages, reviews, rows, quarantine, controls, keys.
     #[cfg(feature = "cloud")]
     #[command(subcommand)]
@@ -37,6 +43,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         #[cfg(feature = "agent")]
         Command::Agent(cmd) => agent::run(cmd),
+        #[cfg(feature = "agent")]
+        Command::Bench(cmd) => bench::run(cmd),
         #[cfg(feature = "cloud")]
         Command::Cloud(cmd) => cloud::run(cmd),
     }

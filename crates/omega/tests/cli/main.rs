@@ -2,4 +2,5 @@
 
 mod agent_init;
 mod agent_validate;
+mod bench;
 mod support;

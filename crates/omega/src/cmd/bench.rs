@@ -1,0 +1,76 @@
+//! `omega bench …`: measurements on this machine, printed as Markdown and optionally written
+//! into a section of `BENCHMARKS.md`.
+//!
+//! ## Layout
+//! - [`capture`]: what the capture triggers cost the application (insert rate and commit
+//!   latency, bare against captured, side by side) and how fast the engine builds batches.
+//! - [`variants`]: trigger and journal variants measured the same way (a profiling aid for
+//!   the capture design; `--variants`).
+//! - [`workload`]: the application side: its table and rows, a new file per run, timed
+//!   transactions.
+//! - [`report`]: machine facts, the statistics used, and the `BENCHMARKS.md` section.
+//!
+//! Every figure is a ratio against a reference measured in the same run, alternating the two
+//! sides so that drift and caching do not favour either; absolute numbers are noisy on a busy
+//! machine and are given only as the references of the ratios.
+
+mod capture;
+mod report;
+mod variants;
+mod workload;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+/// Benchmarks. Each one prints a Markdown section; `--write` also puts it into a file.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// What capture costs the application: insert rate and commit latency with Omega's
+    /// triggers against the same inserts without them, and the engine's batch build rate.
+    Capture(CaptureArgs),
+}
+
+/// Arguments of `omega bench capture`.
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    /// Rows per measurement (1 row/txn measurements use a twentieth of it).
+    #[arg(long, value_name = "N", default_value_t = capture::DEFAULT_ROWS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub rows: u64,
+    /// Repetitions of each measurement; figures are medians over them.
+    #[arg(long, value_name = "N", default_value_t = capture::DEFAULT_REPEAT,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub repeat: u64,
+    /// Also replace (or append) this benchmark's section in FILE.
+    #[arg(long, value_name = "FILE", num_args = 0..=1,
+          default_missing_value = "BENCHMARKS.md")]
+    pub write: Option<PathBuf>,
+    /// Directory for the scratch databases (default: a new directory under the system
+    /// temporary directory). Its file system decides what a commit costs.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Also measure trigger and journal variants (where the capture time goes; slower).
+    #[arg(long)]
+    pub variants: bool,
+}
+
+/// Runs a bench subcommand.
+pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        BenchCommand::Capture(args) => {
+            let section = capture::run(&args)?;
+            print!("{section}");
+            if let Some(path) = &args.write {
+                report::write_section(path, capture::SECTION_TITLE, &section)?;
+                eprintln!(
+                    "wrote section `{}` of {}",
+                    capture::SECTION_TITLE,
+                    path.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
