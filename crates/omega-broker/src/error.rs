@@ -10,7 +10,7 @@ pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}{}", bind_hint(source))]
+    #[error("cannot listen on {addr}{}", bind_hint(source))]
     Bind {
         /// The address from `--listen`.
         addr: SocketAddr,
@@ -31,7 +31,7 @@ pub enum BrokerError {
     #[error("invalid broker configuration: {0}")]
     Config(String),
     /// The broker library failed to start (storage, TLS setup) or stopped with an error.
-    #[error("broker {stage} failed: {source}")]
+    #[error("broker {stage} failed")]
     Broker {
         /// `start` or `run`.
         stage: &'static str,
@@ -39,7 +39,7 @@ pub enum BrokerError {
         source: Source,
     },
     /// The background task running the broker panicked or was cancelled.
-    #[error("broker task ended abnormally: {0}")]
+    #[error("broker task ended abnormally")]
     Task(#[from] tokio::task::JoinError),
 }
 

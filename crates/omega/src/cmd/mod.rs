@@ -4,6 +4,8 @@
 pub mod agent;
 #[cfg(feature = "agent")]
 pub mod bench;
+#[cfg(feature = "broker")]
+pub mod broker;
 #[cfg(feature = "cloud")]
 pub mod cloud;
 
@@ -36,6 +38,9 @@ enum Command {
     #[cfg(feature = "cloud")]
     #[command(subcommand)]
     Cloud(cloud::CloudCommand),
+    /// An embedded MQTT broker (3.1.1 and 5, TLS) for development, tests and the demo.
+    #[cfg(feature = "broker")]
+    Broker(broker::BrokerArgs),
 }
 
 /// Runs the parsed command and returns the exit status.
@@ -47,6 +52,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(cmd) => bench::run(cmd),
         #[cfg(feature = "cloud")]
         Command::Cloud(cmd) => cloud::run(cmd),
+        #[cfg(feature = "broker")]
+        Command::Broker(args) => broker::run(args),
     }
 }
 
