@@ -76,3 +76,17 @@ async fn sessions_in_a_directory_survive_a_broker_restart() {
     }
     broker.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_returns_when_shutdown_resolves_at_once_and_releases_the_port() {
+    let broker = omega_broker::Broker::bind(BrokerConfig::new(crate::support::any_port()))
+        .await
+        .unwrap();
+    let addr = broker.local_addr();
+    // A shutdown future that is ready before the broker serves must not be lost.
+    tokio::time::timeout(crate::support::DEADLINE, broker.run(async {}))
+        .await
+        .expect("run returns")
+        .unwrap();
+    std::net::TcpListener::bind(addr).expect("the port is free again");
+}
