@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use omega_protocol::ids;
 use rusqlite::Connection;
 
+use crate::capture::TableSpec;
 use crate::capture::triggers::{self, TriggerState};
-use crate::capture::{TableSpec, spec::SpecError};
 use crate::publish::builder::{self, BatchContext, BuildStats, Change};
 use crate::publish::inflight::BatchInfo;
 use crate::source::{self, image, instance, journal};
@@ -21,28 +21,9 @@ pub const READ_SLICE: usize = 16_384;
 /// Entries deleted per pruning transaction (`spec/agent.md` §9).
 pub const PRUNE_CHUNK: usize = 500;
 
-/// When journal entries may be pruned (`receipts.md` §5.6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
-    /// Prune only what a verified receipt confirmed (the default).
-    Receipts,
-    /// Prune on PUBACK (the original product's rule, for clouds that send no receipts).
-    Puback,
-}
-
-/// Capture strategy of one table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Strategy {
-    /// Trigger journal → row batches.
-    Rows,
-    /// Cursor reads → telemetry batches (`ts_column`).
-    Telemetry {
-        /// The timestamp column.
-        ts_column: String,
-    },
-    /// Not replicated.
-    Ignore,
-}
+pub use crate::config::Delivery;
+use crate::config::TableStrategies;
+use crate::discover::{self, Verdict};
 
 /// What the engine needs from the configuration.
 #[derive(Debug, Clone)]
@@ -56,7 +37,7 @@ pub struct EngineConfig {
     /// The agent's own state file.
     pub state_db_path: PathBuf,
     /// Explicit strategies by table name (matched ASCII case-insensitively); others are `rows`.
-    pub strategies: BTreeMap<String, Strategy>,
+    pub strategies: TableStrategies,
     /// Pruning rule.
     pub delivery: Delivery,
 }
@@ -78,6 +59,9 @@ pub enum EngineError {
     /// The source file does not exist.
     #[error("source database {0} does not exist")]
     SourceMissing(PathBuf),
+    /// Reading the source's schema failed.
+    #[error(transparent)]
+    Discover(#[from] discover::DiscoverError),
 }
 
 /// How the epoch was decided at startup (`spec/agent.md` §7.3).
@@ -213,53 +197,33 @@ impl Engine {
         &self.state
     }
 
-    fn strategy_for(&self, table: &str) -> Strategy {
-        self.cfg
-            .strategies
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(table))
-            .map(|(_, s)| s.clone())
-            .unwrap_or(Strategy::Rows)
-    }
-
     /// Discovers tables, installs or refreshes triggers, drops stale ones (`spec/agent.md` §5,
     /// §10). Runs at startup and after every schema change.
     fn enroll(&mut self) -> Result<(), EngineError> {
-        let names: Vec<String> = {
-            let mut stmt = self
-                .source
-                .prepare(
-                    "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table'
-                     AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_\\_omega\\_%' ESCAPE '\\'
-                     ORDER BY name",
-                )
-                .map_err(|e| self.src_err(e))?;
-            let rows = stmt
-                .query_map([], |r| r.get(0))
-                .map_err(|e| self.src_err(e))?;
-            rows.collect::<Result<_, _>>()
-                .map_err(|e| self.src_err(e))?
-        };
+        let found = discover::discover(&self.source, &self.cfg.strategies)?;
         let mut keep_triggers = Vec::new();
         let mut seen = Vec::new();
-        self.skipped.clear();
-        for name in names {
-            if self.strategy_for(&name) != Strategy::Rows {
-                continue;
-            }
-            let spec = match TableSpec::read(&self.source, &name) {
-                Ok(spec) => spec,
-                Err(e @ (SpecError::NoPrimaryKey(_) | SpecError::TooManyKeyColumns(..))) => {
-                    if !self.tables.contains_key(&name)
-                        && !self.skipped.iter().any(|(n, _)| n == &name)
-                    {
-                        tracing::warn!(table = %name, "{e}");
+        let previously_skipped = std::mem::take(&mut self.skipped);
+        for table in found {
+            let name = table.name.clone();
+            match &table.verdict {
+                Verdict::Rows => {}
+                Verdict::Skipped(skip) => {
+                    let why = format!("{}: {}", skip.reason, skip.fix);
+                    if !previously_skipped.iter().any(|(n, _)| n == &name) {
+                        tracing::warn!(table = %name, "not captured: {why}");
                     }
-                    self.skipped.push((name, e.to_string()));
+                    self.skipped.push((name, why));
                     continue;
                 }
+                _ => continue,
+            }
+            let spec = match TableSpec::from_discovered(&table) {
+                Ok(spec) => spec,
                 Err(e) => {
-                    tracing::warn!(table = %name, "skipped: {e}");
+                    if !previously_skipped.iter().any(|(n, _)| n == &name) {
+                        tracing::warn!(table = %name, "not captured: {e}");
+                    }
                     self.skipped.push((name, e.to_string()));
                     continue;
                 }
@@ -480,6 +444,7 @@ impl Engine {
                 t.next_seq = t.next_seq.max(slice_end);
             }
         }
+        tracing::debug!(from, read = slice_end - from, batches = out.len(), "flush");
         for (name, n) in [
             ("null_key_rows", stats.null_key_rows),
             ("invalid_utf8_values", stats.invalid_utf8_values),

@@ -111,6 +111,28 @@ impl TableSpec {
         })
     }
 
+    /// Builds the spec from a table [`crate::discover`] found, refusing keys wider than the
+    /// journal.
+    pub fn from_discovered(t: &crate::discover::DiscoveredTable) -> Result<TableSpec, SpecError> {
+        if t.key_columns.is_empty() {
+            return Err(SpecError::NoPrimaryKey(t.name.clone()));
+        }
+        if t.key_columns.len() > MAX_KEY_COLUMNS {
+            return Err(SpecError::TooManyKeyColumns(
+                t.name.clone(),
+                t.key_columns.len(),
+            ));
+        }
+        Ok(TableSpec {
+            name: t.name.clone(),
+            columns: t.columns.iter().map(|c| c.name.clone()).collect(),
+            key_columns: t.key_columns.clone(),
+            without_rowid: t.without_rowid,
+            schema: t.schema.clone(),
+            schema_hash: t.schema_hash.clone(),
+        })
+    }
+
     /// `"a", "b", …` for every column.
     pub fn column_list(&self) -> String {
         self.columns

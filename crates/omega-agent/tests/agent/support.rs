@@ -55,7 +55,7 @@ pub fn run_config(dir: &Path, source: &Path, device: &str, broker_url: &str) -> 
             root_topic: format!("omega/{device}"),
             source_db_path: source.to_path_buf(),
             state_db_path: dir.join("state").join("state.db"),
-            strategies: BTreeMap::new(),
+            strategies: omega_agent::config::TableStrategies::default(),
             delivery: Delivery::Puback,
         },
         mqtt: MqttSettings {
@@ -230,4 +230,36 @@ pub async fn wait_for_triggers<T: std::fmt::Debug>(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A short description of how two table sets differ (for assertion messages).
+pub fn diff(got: &Tables, want: &Tables) -> String {
+    let mut out = Vec::new();
+    for (t, rows) in want {
+        let g = got.get(t).cloned().unwrap_or_default();
+        let missing: Vec<_> = rows
+            .keys()
+            .filter(|k| !g.contains_key(*k))
+            .take(3)
+            .collect();
+        let extra: Vec<_> = g
+            .keys()
+            .filter(|k| !rows.contains_key(*k))
+            .take(3)
+            .collect();
+        let changed: Vec<_> = rows
+            .iter()
+            .filter(|(k, v)| g.get(*k).is_some_and(|gv| gv != *v))
+            .map(|(k, v)| (k, v, &g[k]))
+            .take(2)
+            .collect();
+        if !missing.is_empty() || !extra.is_empty() || !changed.is_empty() {
+            out.push(format!(
+                "{t}: want {} got {}; missing {missing:?}; extra {extra:?}; changed {changed:?}",
+                rows.len(),
+                g.len()
+            ));
+        }
+    }
+    out.join("\n")
 }

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use omega_testkit::mosquitto::machine_broker;
-use omega_testkit::wait;
 
 use crate::support::*;
 
@@ -98,26 +97,27 @@ async fn every_change_of_a_mixed_workload_arrives_exactly_and_in_order() {
 
     let expected = source_rows(&source, &TABLES);
     let w = wire.clone();
-    tokio::task::spawn_blocking(move || {
-        wait::until_true(
-            "mirror rebuilt from the wire equals the source",
-            Duration::from_secs(60),
-            || w.mirror() == expected,
-        )
+    let ok = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if w.mirror() == expected {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(diff(&w.mirror(), &expected))
     })
     .await
     .unwrap();
+    if let Err(d) = ok {
+        panic!("mirror rebuilt from the wire differs from the source after 60 s:\n{d}");
+    }
 
-    eprintln!(
-        "batches on the wire: {}, rows: {}",
-        wire.batches.lock().unwrap().len(),
-        wire.batches
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|b| b.rows.len())
-            .sum::<usize>()
-    );
+    {
+        let got = wire.batches.lock().unwrap();
+        let rows: usize = got.iter().map(|b| b.rows.len()).sum();
+        eprintln!("batches on the wire: {}, rows: {rows}", got.len());
+    }
     // Within every batch, commit_seq strictly increases and the envelope matches the rows.
     for b in wire.batches.lock().unwrap().iter() {
         assert!(b.rows.windows(2).all(|w| w[0].commit_seq < w[1].commit_seq));
