@@ -16,5 +16,6 @@ pub mod run;
 pub mod source;
 pub mod sql;
 pub mod state;
+pub mod status;
 pub mod tls_check;
 pub mod transport;

@@ -40,6 +40,50 @@ pub struct RunConfig {
     pub receipt_timeout: Duration,
 }
 
+impl RunConfig {
+    /// The run configuration a validated [`crate::config::AgentConfig`] describes.
+    pub fn from_agent_config(cfg: &crate::config::AgentConfig) -> RunConfig {
+        let c = &cfg.connection;
+        let r = &cfg.replication;
+        let tls = (c.mqtt.tls.ca_cert_path.is_some() || c.client_cert().is_some()).then(|| {
+            crate::transport::TlsFiles {
+                ca: c.mqtt.tls.ca_cert_path.clone(),
+                client: c
+                    .client_cert()
+                    .map(|cc| (cc.cert_path.clone(), cc.key_path.clone())),
+            }
+        });
+        RunConfig {
+            engine: EngineConfig {
+                device_id: c.device_id.clone(),
+                root_topic: c.root_topic.clone(),
+                source_db_path: r.source_db_path.clone(),
+                state_db_path: r.state_db_path.clone(),
+                strategies: r.table_strategies.clone(),
+                delivery: r.delivery,
+            },
+            mqtt: MqttSettings {
+                url: c.server_url.to_string(),
+                client_id: c.device_id.clone(),
+                keep_alive: c.mqtt.keep_alive,
+                credentials: c.mqtt.username.clone().map(|u| {
+                    (
+                        u,
+                        c.mqtt
+                            .password
+                            .as_ref()
+                            .map(|p| p.expose().to_string())
+                            .unwrap_or_default(),
+                    )
+                }),
+                tls,
+            },
+            flush_interval: r.flush_interval,
+            receipt_timeout: r.receipt_timeout,
+        }
+    }
+}
+
 /// Errors that end `run`.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {

@@ -7,8 +7,10 @@
 //! - [`mosquitto`]: the machine's broker, or a private mosquitto on a free port.
 //! - [`postgres`]: a fresh PostgreSQL database per test, dropped after.
 //! - [`wait`]: polling with a deadline instead of sleeps.
+//! - [`wire`]: an independent MQTT recorder of a device's row batches, and the mirror they imply.
 
 pub mod mosquitto;
 pub mod ports;
 pub mod postgres;
 pub mod wait;
+pub mod wire;

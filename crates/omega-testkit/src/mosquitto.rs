@@ -18,13 +18,20 @@ const INSTALL_HINT: &str = "install it with `apt-get install -y mosquitto` \
 /// answer.
 pub fn machine_broker() -> SocketAddr {
     let addr: SocketAddr = "127.0.0.1:1883".parse().unwrap();
-    assert!(answers(addr), "no MQTT broker answers on {addr}: {INSTALL_HINT}");
+    assert!(
+        answers(addr),
+        "no MQTT broker answers on {addr}: {INSTALL_HINT}"
+    );
     addr
 }
 
 /// Path of the mosquitto binary, or a panic with an install hint.
 pub fn mosquitto_binary() -> PathBuf {
-    for candidate in ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"] {
+    for candidate in [
+        "/usr/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+    ] {
         if Path::new(candidate).exists() {
             return PathBuf::from(candidate);
         }
@@ -55,7 +62,12 @@ impl Mosquitto {
         let mut last_err = String::new();
         for _ in 0..5 {
             let port = free_port();
-            let mut broker = Mosquitto { child: None, port, dir, extra: extra.to_string() };
+            let mut broker = Mosquitto {
+                child: None,
+                port,
+                dir,
+                extra: extra.to_string(),
+            };
             match broker.spawn() {
                 Ok(()) => return broker,
                 Err(e) => {
@@ -137,9 +149,11 @@ impl Mosquitto {
     /// Starts the broker again on the same port and with the same configuration.
     pub fn restart(&mut self) {
         self.kill();
-        wait::until_true("old mosquitto port to close", Duration::from_secs(10), || {
-            !answers(self.addr())
-        });
+        wait::until_true(
+            "old mosquitto port to close",
+            Duration::from_secs(10),
+            || !answers(self.addr()),
+        );
         let mut last = String::new();
         for _ in 0..50 {
             match self.spawn() {

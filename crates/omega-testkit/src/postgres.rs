@@ -54,7 +54,10 @@ impl Drop for PostgresDb {
         let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
         if let Err(e) = run_admin(sql) {
             // Dropping must not panic during unwinding; a leftover database is only clutter.
-            eprintln!("omega-testkit: could not drop test database {}: {e}", self.name);
+            eprintln!(
+                "omega-testkit: could not drop test database {}: {e}",
+                self.name
+            );
         }
     }
 }
@@ -102,7 +105,10 @@ mod tests {
                 .await
                 .map_err(|e| e.to_string())?;
             let handle = tokio::spawn(conn);
-            client.batch_execute("CREATE TABLE t (x int)").await.map_err(|e| e.to_string())?;
+            client
+                .batch_execute("CREATE TABLE t (x int)")
+                .await
+                .map_err(|e| e.to_string())?;
             drop(client);
             let _ = handle.await;
             Ok(())

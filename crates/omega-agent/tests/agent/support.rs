@@ -9,11 +9,8 @@ use std::time::Duration;
 use omega_agent::engine::{Delivery, EngineConfig};
 use omega_agent::run::RunConfig;
 use omega_agent::transport::MqttSettings;
-use omega_protocol::message::{Op, RowBatch};
-use omega_protocol::topic::Suffix;
-use omega_protocol::validate::{DeviceMessage, decode_device_message};
 use omega_protocol::value::SqlValue;
-use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+pub use omega_testkit::wire::{Tables, Wire, diff};
 
 /// Tables whose names and values are hostile on purpose.
 pub const SCHEMA: &str = r#"
@@ -67,94 +64,6 @@ pub fn run_config(dir: &Path, source: &Path, device: &str, broker_url: &str) -> 
         },
         flush_interval: Duration::from_millis(100),
         receipt_timeout: Duration::from_secs(30),
-    }
-}
-
-/// Rows by table, then by canonical pk.
-pub type Tables = BTreeMap<String, BTreeMap<String, Vec<(String, SqlValue)>>>;
-type Best = BTreeMap<(String, String), ((String, i64), Option<Vec<(String, SqlValue)>>)>;
-
-/// Every row batch seen on the wire for one device, decoded by the protocol's validator.
-#[derive(Clone, Default)]
-pub struct Wire {
-    /// Batches in arrival order.
-    pub batches: Arc<Mutex<Vec<RowBatch>>>,
-}
-
-impl Wire {
-    /// Subscribes to `omega/{device}/sync/rows/batch` on `addr` and records what arrives.
-    /// Returns once the subscription is acknowledged.
-    pub async fn record(addr: std::net::SocketAddr, device: &str) -> Wire {
-        let wire = Wire::default();
-        let mut o = MqttOptions::new(format!("rec-{device}"), addr.ip().to_string(), addr.port());
-        o.set_max_packet_size(64 << 20, 64 << 20);
-        o.set_keep_alive(Duration::from_secs(5));
-        let (client, mut el) = AsyncClient::new(o, 64);
-        client
-            .subscribe(format!("omega/{device}/sync/rows/batch"), QoS::AtLeastOnce)
-            .await
-            .unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let mut tx = Some(tx);
-        let batches = wire.batches.clone();
-        tokio::spawn(async move {
-            let _client = client;
-            loop {
-                match el.poll().await {
-                    Ok(Event::Incoming(Incoming::SubAck(_))) => {
-                        if let Some(tx) = tx.take() {
-                            let _ = tx.send(());
-                        }
-                    }
-                    Ok(Event::Incoming(Incoming::Publish(p))) => {
-                        match decode_device_message(Suffix::RowsBatch, &p.payload) {
-                            Ok(DeviceMessage::RowBatch(b)) => batches.lock().unwrap().push(b),
-                            other => panic!("agent published an invalid batch: {other:?}"),
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-        });
-        tokio::time::timeout(Duration::from_secs(10), rx)
-            .await
-            .expect("SUBACK within 10 s")
-            .unwrap();
-        wire
-    }
-
-    /// The mirror the wire implies: per table, per canonical pk, the change with the greatest
-    /// (epoch, commit_seq); deleted rows removed.
-    pub fn mirror(&self) -> Tables {
-        let mut best: Best = BTreeMap::new();
-        for b in self.batches.lock().unwrap().iter() {
-            for r in &b.rows {
-                let key = (
-                    b.source_table.clone(),
-                    omega_protocol::pk::canonical_pk(&r.pk),
-                );
-                let version = (b.journal_epoch.clone(), r.commit_seq);
-                let row = if r.op == Op::Delete {
-                    None
-                } else {
-                    r.row.clone()
-                };
-                match best.get(&key) {
-                    Some((v, _)) if *v >= version => {}
-                    _ => {
-                        best.insert(key, (version, row));
-                    }
-                }
-            }
-        }
-        let mut out: Tables = BTreeMap::new();
-        for ((table, pk), (_, row)) in best {
-            if let Some(row) = row {
-                out.entry(table).or_default().insert(pk, row);
-            }
-        }
-        out
     }
 }
 
@@ -230,36 +139,4 @@ pub async fn wait_for_triggers<T: std::fmt::Debug>(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// A short description of how two table sets differ (for assertion messages).
-pub fn diff(got: &Tables, want: &Tables) -> String {
-    let mut out = Vec::new();
-    for (t, rows) in want {
-        let g = got.get(t).cloned().unwrap_or_default();
-        let missing: Vec<_> = rows
-            .keys()
-            .filter(|k| !g.contains_key(*k))
-            .take(3)
-            .collect();
-        let extra: Vec<_> = g
-            .keys()
-            .filter(|k| !rows.contains_key(*k))
-            .take(3)
-            .collect();
-        let changed: Vec<_> = rows
-            .iter()
-            .filter(|(k, v)| g.get(*k).is_some_and(|gv| gv != *v))
-            .map(|(k, v)| (k, v, &g[k]))
-            .take(2)
-            .collect();
-        if !missing.is_empty() || !extra.is_empty() || !changed.is_empty() {
-            out.push(format!(
-                "{t}: want {} got {}; missing {missing:?}; extra {extra:?}; changed {changed:?}",
-                rows.len(),
-                g.len()
-            ));
-        }
-    }
-    out.join("\n")
 }

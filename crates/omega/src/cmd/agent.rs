@@ -3,6 +3,8 @@
 //! `init` and `validate` live here (see `agent/`); `run` and `status` are added beside them.
 
 mod report;
+mod run;
+mod status;
 mod validate;
 
 use std::path::PathBuf;
@@ -21,6 +23,30 @@ pub enum AgentCommand {
     /// Check a configuration, its variables, TLS files and the source database without
     /// connecting to anything. Exit 0 when the agent could start, 2 otherwise.
     Validate(ValidateArgs),
+    /// Run the replication agent until SIGINT/SIGTERM; then finish the batches in flight,
+    /// persist cursors and exit 0.
+    Run(RunArgs),
+    /// Print cursors, pending changes, pauses and counters from state.db (never the network).
+    Status(StatusArgs),
+}
+
+/// Arguments of `omega agent run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The agent configuration file.
+    #[arg(long, value_name = "FILE", visible_aliases = ["profile", "client"])]
+    pub config: PathBuf,
+}
+
+/// Arguments of `omega agent status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The agent configuration file.
+    #[arg(long, value_name = "FILE", visible_aliases = ["profile", "client"])]
+    pub config: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `omega agent validate`.
@@ -42,5 +68,7 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AgentCommand::Validate(args) => validate::run(&args),
+        AgentCommand::Run(args) => run::run(&args),
+        AgentCommand::Status(args) => status::run(&args),
     }
 }

@@ -1,6 +1,7 @@
 //! Integration tests of the `omega` binary, one module per area.
 
 mod agent_init;
+mod agent_run;
 mod agent_validate;
 mod bench;
 mod support;

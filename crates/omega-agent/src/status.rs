@@ -1,0 +1,141 @@
+//! `omega agent status`: what `state.db` (and, read-only, the source's journal) says, without
+//! touching the network (`spec/agent.md` §20, `receipts.md` §5.5).
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::source::journal;
+use crate::state::{StateDb, StateError};
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StatusReport {
+    /// Device id recorded in `state.db`.
+    pub device_id: Option<String>,
+    /// Epoch in force.
+    pub journal_epoch: Option<String>,
+    /// Last applied `control_seq`.
+    pub last_control_seq: Option<i64>,
+    /// Unconfirmed bytes kept for `rows` tables (`null` if the source could not be read).
+    pub buffered_bytes: Option<i64>,
+    /// The configured bound.
+    pub local_retention_bytes: u64,
+    /// Whether a receipt ever confirmed anything (with `delivery: receipts`).
+    pub receipts_seen: bool,
+    /// Per table.
+    pub tables: Vec<TableStatus>,
+    /// Counters (`null_key_rows`, `oversized_rows`, …).
+    pub counters: std::collections::BTreeMap<String, i64>,
+    /// Problems met while collecting (e.g. the source could not be opened).
+    pub warnings: Vec<String>,
+}
+
+/// One table.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TableStatus {
+    /// Table name.
+    pub name: String,
+    /// `rows`, `telemetry` or `ignore`.
+    pub strategy: String,
+    /// Hash of the schema last seen.
+    pub schema_hash: Option<String>,
+    /// `last_published_commit_seq` (moves on PUBACK).
+    pub last_published_commit_seq: i64,
+    /// Confirmed cursor (moves on a verified receipt).
+    pub confirmed_commit_seq: i64,
+    /// When the confirmed cursor last moved.
+    pub confirmed_at: Option<String>,
+    /// Journal entries above the published cursor (`null` when the source is unreadable).
+    pub pending_rows: Option<i64>,
+    /// Entries above the confirmed cursor: kept until the cloud confirms them.
+    pub buffered_rows: Option<i64>,
+    /// Their stored bytes.
+    pub buffered_bytes: Option<i64>,
+    /// Paused by the cloud.
+    pub paused: bool,
+    /// The pause's watermark.
+    pub server_watermark: Option<i64>,
+    /// The pause's reason.
+    pub pause_reason: Option<String>,
+    /// Local retention dropped history; a snapshot is due.
+    pub needs_resnapshot: bool,
+    /// Why publishing is blocked.
+    pub blocked: Option<String>,
+    /// Snapshot progress (none yet).
+    pub snapshot: Option<String>,
+}
+
+/// Reads the report. `source` is opened read-only; when it cannot be, pending counts are
+/// `null` and a warning says why.
+pub fn collect(
+    state_path: &Path,
+    source: &Path,
+    local_retention_bytes: u64,
+) -> Result<StatusReport, StateError> {
+    let state = StateDb::open_read_only(state_path)?;
+    let tables = state.tables()?;
+    let counters = state.counters()?.into_iter().collect();
+    let mut warnings = Vec::new();
+    let src =
+        rusqlite::Connection::open_with_flags(source, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| {
+                journal::max_seq(&c)?;
+                Ok(c)
+            });
+    let src = match src {
+        Ok(c) => Some(c),
+        Err(e) => {
+            warnings.push(format!(
+                "source {} unreadable, pending counts unknown: {e}",
+                source.display()
+            ));
+            None
+        }
+    };
+    let mut out = Vec::new();
+    let mut total = Some(0i64);
+    for t in &tables {
+        let counts = |cursor: i64| -> Option<(i64, i64)> {
+            let (c, tid) = (src.as_ref()?, t.tid?);
+            journal::pending_by_table(c, &[(tid, cursor)])
+                .ok()?
+                .first()
+                .map(|&(_, n, b)| (n, b))
+        };
+        let pending = counts(t.published_seq).map(|(n, _)| n);
+        let buffered = counts(t.confirmed_seq);
+        total = match (total, buffered) {
+            (Some(a), Some((_, b))) => Some(a + b),
+            _ => None,
+        };
+        out.push(TableStatus {
+            name: t.name.clone(),
+            strategy: t.strategy.clone(),
+            schema_hash: t.schema_hash.clone(),
+            last_published_commit_seq: t.published_seq,
+            confirmed_commit_seq: t.confirmed_seq,
+            confirmed_at: t.confirmed_at.clone(),
+            pending_rows: pending,
+            buffered_rows: buffered.map(|(n, _)| n),
+            buffered_bytes: buffered.map(|(_, b)| b),
+            paused: t.paused,
+            server_watermark: t.server_watermark,
+            pause_reason: t.pause_reason.clone(),
+            needs_resnapshot: t.needs_resnapshot,
+            blocked: t.blocked.clone(),
+            snapshot: None,
+        });
+    }
+    Ok(StatusReport {
+        device_id: state.meta("device_id")?,
+        journal_epoch: state.meta("journal_epoch")?,
+        last_control_seq: state.meta("last_control_seq")?.and_then(|s| s.parse().ok()),
+        buffered_bytes: total,
+        local_retention_bytes,
+        receipts_seen: tables.iter().any(|t| t.confirmed_at.is_some()),
+        tables: out,
+        counters,
+        warnings,
+    })
+}

@@ -1,0 +1,142 @@
+//! An independent MQTT recorder of one device's row batches, and the mirror they imply.
+//!
+//! Tests assert on what actually crossed the broker, decoded by the protocol's own validator.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use omega_protocol::message::{Op, RowBatch};
+use omega_protocol::topic::Suffix;
+use omega_protocol::validate::{DeviceMessage, decode_device_message};
+use omega_protocol::value::SqlValue;
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+
+/// Rows by table, then by canonical pk.
+pub type Tables = BTreeMap<String, BTreeMap<String, Vec<(String, SqlValue)>>>;
+type Best = BTreeMap<(String, String), ((String, i64), Option<Vec<(String, SqlValue)>>)>;
+
+/// Every row batch seen on the wire for one device, decoded by the protocol's validator.
+#[derive(Clone, Default)]
+pub struct Wire {
+    /// Batches in arrival order.
+    pub batches: Arc<Mutex<Vec<RowBatch>>>,
+    /// How many times the recorder's subscription was acknowledged (grows after reconnects).
+    pub subscriptions: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Wire {
+    /// Subscribes to `omega/{device}/sync/rows/batch` on `addr` and records what arrives.
+    /// Returns once the subscription is acknowledged.
+    pub async fn record(addr: std::net::SocketAddr, device: &str) -> Wire {
+        Self::record_topic(addr, &format!("omega/{device}/sync/rows/batch"), device).await
+    }
+
+    /// Like [`Wire::record`] for any topic. The recorder subscribes again after every
+    /// reconnect (a restarted broker forgets subscriptions).
+    pub async fn record_topic(addr: std::net::SocketAddr, topic: &str, device: &str) -> Wire {
+        let wire = Wire::default();
+        let mut o = MqttOptions::new(format!("rec-{device}"), addr.ip().to_string(), addr.port());
+        o.set_max_packet_size(64 << 20, 64 << 20);
+        o.set_keep_alive(Duration::from_secs(5));
+        let (client, mut el) = AsyncClient::new(o, 64);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut tx = Some(tx);
+        let batches = wire.batches.clone();
+        let subacks = wire.subscriptions.clone();
+        let topic = topic.to_string();
+        tokio::spawn(async move {
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                        let _ = client.try_subscribe(topic.clone(), QoS::AtLeastOnce);
+                    }
+                    Ok(Event::Incoming(Incoming::SubAck(_))) => {
+                        subacks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Incoming::Publish(p))) => {
+                        match decode_device_message(Suffix::RowsBatch, &p.payload) {
+                            Ok(DeviceMessage::RowBatch(b)) => batches.lock().unwrap().push(b),
+                            other => panic!("agent published an invalid batch: {other:?}"),
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), rx)
+            .await
+            .expect("SUBACK within 10 s")
+            .unwrap();
+        wire
+    }
+
+    /// The mirror the wire implies: per table, per canonical pk, the change with the greatest
+    /// (epoch, commit_seq); deleted rows removed.
+    pub fn mirror(&self) -> Tables {
+        let mut best: Best = BTreeMap::new();
+        for b in self.batches.lock().unwrap().iter() {
+            for r in &b.rows {
+                let key = (
+                    b.source_table.clone(),
+                    omega_protocol::pk::canonical_pk(&r.pk),
+                );
+                let version = (b.journal_epoch.clone(), r.commit_seq);
+                let row = if r.op == Op::Delete {
+                    None
+                } else {
+                    r.row.clone()
+                };
+                match best.get(&key) {
+                    Some((v, _)) if *v >= version => {}
+                    _ => {
+                        best.insert(key, (version, row));
+                    }
+                }
+            }
+        }
+        let mut out: Tables = BTreeMap::new();
+        for ((table, pk), (_, row)) in best {
+            if let Some(row) = row {
+                out.entry(table).or_default().insert(pk, row);
+            }
+        }
+        out
+    }
+}
+
+/// A short description of how two table sets differ (for assertion messages).
+pub fn diff(got: &Tables, want: &Tables) -> String {
+    let mut out = Vec::new();
+    for (t, rows) in want {
+        let g = got.get(t).cloned().unwrap_or_default();
+        let missing: Vec<_> = rows
+            .keys()
+            .filter(|k| !g.contains_key(*k))
+            .take(3)
+            .collect();
+        let extra: Vec<_> = g
+            .keys()
+            .filter(|k| !rows.contains_key(*k))
+            .take(3)
+            .collect();
+        let changed: Vec<_> = rows
+            .iter()
+            .filter(|(k, v)| g.get(*k).is_some_and(|gv| gv != *v))
+            .map(|(k, v)| (k, v, &g[k]))
+            .take(2)
+            .collect();
+        if !missing.is_empty() || !extra.is_empty() || !changed.is_empty() {
+            out.push(format!(
+                "{t}: want {} got {}; missing {missing:?}; extra {extra:?}; changed {changed:?}",
+                rows.len(),
+                g.len()
+            ));
+        }
+    }
+    out.join("\n")
+}

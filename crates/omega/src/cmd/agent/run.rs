@@ -1,0 +1,58 @@
+//! `omega agent run` (`cli.md`, `agent.md` §3, §18).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use omega_agent::config::AgentConfig;
+use omega_agent::engine::EngineError;
+use omega_agent::run::{RunConfig, RunError, run as run_agent};
+use omega_config::process_env;
+
+use super::RunArgs;
+use crate::exit::UsageError;
+
+/// Loads the configuration (exit 2 on any error), then runs until a signal.
+pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let config = AgentConfig::load(&args.config, &process_env).map_err(|errors| {
+        let lines: Vec<String> = errors.errors().iter().map(ToString::to_string).collect();
+        UsageError(lines.join("\n"))
+    })?;
+    for w in &config.findings.warnings {
+        tracing::warn!(path = %w.path, "{}", w.message);
+    }
+    let cfg = RunConfig::from_agent_config(&config);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let summary = rt.block_on(async move { run_agent(cfg, shutdown_signal()).await });
+    match summary {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(RunError::Transport(e)) => Err(UsageError(e.to_string()).into()),
+        Err(RunError::Engine(EngineError::Discover(e))) => {
+            Err(anyhow::Error::new(e).context("reading the source schema"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Resolves on the first SIGINT or SIGTERM; a second signal exits at once (the state stays
+/// safe: `agent.md` §16).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("signal received: finishing in-flight batches (a second signal exits at once)");
+    tokio::spawn(async move {
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        std::process::exit(1);
+    });
+}
