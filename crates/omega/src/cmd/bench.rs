@@ -4,6 +4,8 @@
 //! ## Layout
 //! - [`capture`]: what the capture triggers cost the application (insert rate and commit
 //!   latency, bare against captured, side by side) and how fast the engine builds batches.
+//! - [`latency`]: the application's transaction latency with the agent (a second thread
+//!   driving the engine without a network) or a control running beside it.
 //! - [`variants`]: trigger and journal variants measured the same way (a profiling aid for
 //!   the capture design; `--variants`).
 //! - [`workload`]: the application side: its table and rows, a new file per run, timed
@@ -15,6 +17,7 @@
 //! machine and are given only as the references of the ratios.
 
 mod capture;
+mod latency;
 mod report;
 mod variants;
 mod workload;

@@ -5,36 +5,32 @@
 //!    transaction. Each repetition runs bare and captured back to back on new files and
 //!    alternates which goes first; the figure is the median of the per-pair ratios.
 //! 2. **Transaction latency** at 100 rows/txn (WAL): bare, captured with no agent, and
-//!    captured while a second thread drives [`Engine`] as fast as it can (flush, then
+//!    captured while a second thread drives `omega_agent::engine::Engine` as fast as it can (flush, then
 //!    `on_published` for everything built, which prunes under `delivery: puback`).
 //! 3. **Build rate**: rows per second `Engine::flush` turns into batch payloads (journal read,
 //!    row images, JSON), alone and with `on_published` — the agent's publish rate without a
 //!    network.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use omega_agent::engine::{Engine, ReadyBatch};
 
 use super::CaptureArgs;
+use super::latency::{self, AgentStats, Beside, LatCase};
 use super::report::{self, Machine, Table, count, dur, median, percentile, ratio};
 use super::variants;
-use super::workload::{self, INSERT_SQL, JournalMode, READINGS_DDL, Row, Scratch, Side};
+use super::workload::{self, INSERT_SQL, JournalMode, READINGS_DDL, Row, Scratch, Side, quiet};
 
 /// The heading of this bench's section in `BENCHMARKS.md`.
 pub const SECTION_TITLE: &str = "omega bench capture";
 /// Default `--rows`: the whole bench stays well under a minute in a release build.
-pub const DEFAULT_ROWS: u64 = 20_000;
+pub const DEFAULT_ROWS: u64 = 50_000;
 /// Default `--repeat`.
 pub const DEFAULT_REPEAT: u64 = 5;
 /// The target this bench is compared with (stated, never asserted).
 pub const TARGET: f64 = 0.85;
 const PER_TXN: [usize; 3] = [1, 100, 10_000];
 const MODES: [JournalMode; 2] = [JournalMode::Wal, JournalMode::Rollback];
-/// Rows per transaction of the latency and build measurements.
-const LATENCY_TXN: usize = 100;
 
 /// Runs the bench and returns its Markdown section.
 pub fn run(args: &CaptureArgs) -> anyhow::Result<String> {
@@ -48,7 +44,7 @@ pub fn run(args: &CaptureArgs) -> anyhow::Result<String> {
     eprintln!("bench capture: insert rates ({n} rows, {reps} repetitions)…");
     let rates = insert_rates(&mut scratch, &data, reps)?;
     eprintln!("bench capture: transaction latency…");
-    let latency = latency(&mut scratch, &data, reps)?;
+    let latency = latency::measure(&mut scratch, &data, reps, &LAT_CASES)?;
     eprintln!("bench capture: engine build rate…");
     let build = build_rate(&mut scratch, &data, reps)?;
     let variants = if args.variants {
@@ -164,8 +160,8 @@ fn insert_rates(scratch: &mut Scratch, data: &[Row], reps: usize) -> anyhow::Res
         .collect();
     // One discarded pair per mode: the first runs pay for cold code and page cache.
     for mode in MODES {
-        insert_once(scratch, mode, Side::Bare, data, LATENCY_TXN)?;
-        insert_once(scratch, mode, Side::Capture, data, LATENCY_TXN)?;
+        insert_once(scratch, mode, Side::Bare, data, latency::TXN_ROWS)?;
+        insert_once(scratch, mode, Side::Capture, data, latency::TXN_ROWS)?;
     }
     for rep in 0..reps {
         for cell in &mut cells {
@@ -216,152 +212,18 @@ fn insert_once(
     Ok(rows.len() as f64 / t.as_secs_f64())
 }
 
-/// The three applications of the latency measurement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LatCase {
-    Bare,
-    CaptureIdle,
-    CaptureAgent,
-}
+/// The three cases of the main latency table.
+const LAT_CASES: [LatCase; 3] = [
+    LatCase::new(false, Beside::Nothing),
+    LatCase::new(true, Beside::Nothing),
+    LatCase::new(true, LatCase::SHIPPED_AGENT),
+];
 
-const LAT_CASES: [LatCase; 3] = [LatCase::Bare, LatCase::CaptureIdle, LatCase::CaptureAgent];
-
-impl LatCase {
-    fn label(self) -> &'static str {
-        match self {
-            LatCase::Bare => "bare (no capture)",
-            LatCase::CaptureIdle => "capture, no agent running",
-            LatCase::CaptureAgent => "capture, agent flushing + pruning concurrently",
-        }
-    }
-}
-
-/// What the agent thread did during the concurrent runs.
-#[derive(Debug, Default, Clone, Copy)]
-struct AgentStats {
-    flushes: u64,
-    batches: u64,
-    rows: u64,
-    bytes: u64,
-    inserted: u64,
-}
-
-#[derive(Debug)]
-struct Latency {
-    samples: [Vec<Duration>; 3],
-    agent: AgentStats,
-}
-
-fn latency(scratch: &mut Scratch, data: &[Row], reps: usize) -> anyhow::Result<Latency> {
-    let mut out = Latency {
-        samples: Default::default(),
-        agent: AgentStats::default(),
-    };
-    for rep in 0..reps {
-        // Rotate which case goes first so that none always runs on a warm or cold machine.
-        for k in 0..LAT_CASES.len() {
-            let i = (rep + k) % LAT_CASES.len();
-            let (mut lat, agent) = latency_once(scratch, data, LAT_CASES[i])?;
-            out.samples[i].append(&mut lat);
-            if let Some(a) = agent {
-                out.agent.flushes += a.flushes;
-                out.agent.batches += a.batches;
-                out.agent.rows += a.rows;
-                out.agent.bytes += a.bytes;
-                out.agent.inserted += data.len() as u64;
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn latency_once(
-    scratch: &mut Scratch,
-    data: &[Row],
-    case: LatCase,
-) -> anyhow::Result<(Vec<Duration>, Option<AgentStats>)> {
-    let mode = JournalMode::Wal;
-    let dir = scratch.fresh()?;
-    let src = workload::create_source(&dir, mode, READINGS_DDL)?;
-    let engine = match case {
-        LatCase::Bare => None,
-        LatCase::CaptureIdle => {
-            drop(workload::open_engine(&dir, &src)?);
-            None
-        }
-        LatCase::CaptureAgent => Some(workload::open_engine(&dir, &src)?),
-    };
-    let conn = workload::app_conn(&src, mode)?;
-    let mut lat = Vec::with_capacity(data.len() / LATENCY_TXN + 1);
-    let Some(engine) = engine else {
-        workload::run_txns(
-            &conn,
-            INSERT_SQL,
-            data.len(),
-            LATENCY_TXN,
-            |s, i| data[i].insert(s),
-            Some(&mut lat),
-        )?;
-        return Ok((lat, None));
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    let agent = {
-        let stop = stop.clone();
-        std::thread::Builder::new()
-            .name("bench-agent".into())
-            .spawn(move || workload::quiet(|| agent_loop(engine, &stop)))
-            .context("starting the agent thread")?
-    };
-    let app = workload::run_txns(
-        &conn,
-        INSERT_SQL,
-        data.len(),
-        LATENCY_TXN,
-        |s, i| data[i].insert(s),
-        Some(&mut lat),
-    );
-    stop.store(true, Ordering::Relaxed);
-    let stats = agent
-        .join()
-        .map_err(|_| anyhow::anyhow!("the agent thread panicked"))??;
-    app?;
-    Ok((lat, Some(stats)))
-}
-
-/// The agent's work loop without a network: flush, then acknowledge everything built (which
-/// commits the cursors and prunes), back to back; 1 ms pause when nothing was pending.
-fn agent_loop(mut engine: Engine, stop: &AtomicBool) -> anyhow::Result<AgentStats> {
-    let mut stats = AgentStats::default();
-    while !stop.load(Ordering::Relaxed) {
-        let ready = engine.flush(&|_| usize::MAX)?;
-        stats.flushes += 1;
-        if ready.is_empty() {
-            std::thread::sleep(Duration::from_millis(1));
-            continue;
-        }
-        account(&mut stats, &ready);
-        engine.on_published(&moves(&ready))?;
-    }
-    Ok(stats)
-}
-
-fn account(stats: &mut AgentStats, ready: &[ReadyBatch]) {
-    stats.batches += ready.len() as u64;
-    stats.rows += ready.iter().map(|b| b.info.rows as u64).sum::<u64>();
-    stats.bytes += ready.iter().map(|b| b.payload.len() as u64).sum::<u64>();
-}
-
-/// The cursor moves a PUBACK of every batch in `ready` makes: the last seq per table.
-fn moves(ready: &[ReadyBatch]) -> Vec<(String, i64)> {
-    let mut out: Vec<(String, i64)> = Vec::new();
-    for b in ready {
-        match out.iter_mut().find(|(t, _)| *t == b.info.table) {
-            Some((_, s)) => *s = (*s).max(b.info.last_seq),
-            None => out.push((b.info.table.clone(), b.info.last_seq)),
-        }
-    }
-    out
-}
+const LAT_LABELS: [&str; 3] = [
+    "bare (no capture)",
+    "capture, no agent running",
+    "capture, agent flushing + pruning concurrently",
+];
 
 #[derive(Debug, Default)]
 struct Build {
@@ -386,14 +248,14 @@ fn build_rate(scratch: &mut Scratch, data: &[Row], reps: usize) -> anyhow::Resul
                 &conn,
                 INSERT_SQL,
                 data.len(),
-                LATENCY_TXN,
+                latency::TXN_ROWS,
                 |s, i| data[i].insert(s),
                 None,
             )?;
         }
         let (mut t_flush, mut t_pub) = (Duration::ZERO, Duration::ZERO);
         let mut stats = AgentStats::default();
-        workload::quiet(|| -> anyhow::Result<()> {
+        quiet(|| -> anyhow::Result<()> {
             loop {
                 let t = Instant::now();
                 let ready = engine.flush(&|_| usize::MAX)?;
@@ -401,9 +263,9 @@ fn build_rate(scratch: &mut Scratch, data: &[Row], reps: usize) -> anyhow::Resul
                 if ready.is_empty() {
                     return Ok(());
                 }
-                account(&mut stats, &ready);
+                stats.account(&ready);
                 let t = Instant::now();
-                engine.on_published(&moves(&ready))?;
+                engine.on_published(&latency::moves(&ready))?;
                 t_pub += t.elapsed();
             }
         })?;
@@ -427,7 +289,7 @@ struct Rendered<'a> {
     reps: usize,
     machine: &'a Machine,
     rates: &'a [RateCell],
-    latency: &'a Latency,
+    latency: &'a [(Vec<Duration>, AgentStats)],
     build: &'a Build,
     variants: Option<&'a str>,
     elapsed: Duration,
@@ -480,7 +342,7 @@ fn render(r: &Rendered<'_>) -> String {
     let at_target = r
         .rates
         .iter()
-        .find(|c| c.mode == JournalMode::Wal && c.per_txn == LATENCY_TXN)
+        .find(|c| c.mode == JournalMode::Wal && c.per_txn == latency::TXN_ROWS)
         .map_or(f64::NAN, |c| c.pairs.ratio());
     s += &format!(
         "\nTarget (stated, not asserted): capture ≥ {TARGET:.2}× bare at 100 rows/txn. For \
@@ -499,8 +361,9 @@ fn render(r: &Rendered<'_>) -> String {
           pooled. The concurrent agent is a second thread driving `Engine`: `flush`, then \
           `on_published` for all it built (`delivery: puback`, so it prunes), back to back \
           with a 1 ms pause only when nothing is pending — busier than a real agent, which \
-          flushes every `flush_interval` (≥ 100 ms).\n\n";
-    let bare = &r.latency.samples[0];
+          flushes every `flush_interval` (≥ 100 ms). \"App waits on a lock\" counts the \
+          application's busy-handler sleeps (1 ms, 2, 5 … as SQLite's default handler).\n\n";
+    let bare = &r.latency[0].0;
     let (b50, b99) = (percentile(bare, 50.0), percentile(bare, 99.0));
     let mut t = Table::new(&[
         "application",
@@ -509,29 +372,26 @@ fn render(r: &Rendered<'_>) -> String {
         "p99",
         "p50 ÷ bare",
         "p99 ÷ bare",
+        "txns ≥ 1 ms",
+        "app waits on a lock",
     ]);
-    for (case, lat) in LAT_CASES.iter().zip(&r.latency.samples) {
+    for (label, (lat, stats)) in LAT_LABELS.iter().zip(r.latency) {
         let (p50, p99) = (percentile(lat, 50.0), percentile(lat, 99.0));
         t.row(vec![
-            case.label().into(),
+            (*label).into(),
             count(lat.len() as f64),
             dur(p50),
             dur(p99),
             ratio(p50.as_secs_f64() / b50.as_secs_f64()),
             ratio(p99.as_secs_f64() / b99.as_secs_f64()),
+            count(latency::slow(lat) as f64),
+            count(stats.app_busy_waits as f64),
         ]);
     }
     s += &t.render();
-    let a = r.latency.agent;
     s += &format!(
-        "\nThe agent thread meanwhile: {} flushes, {} batches, {} of the {} rows inserted built \
-         ({:.0} %) into {:.1} MB of payload, pruned after every batch set.\n\n",
-        count(a.flushes as f64),
-        count(a.batches as f64),
-        count(a.rows as f64),
-        count(a.inserted as f64),
-        100.0 * a.rows as f64 / a.inserted.max(1) as f64,
-        a.bytes as f64 / 1e6
+        "\nThe agent thread meanwhile: {}, pruned after every set of batches.\n\n",
+        r.latency[2].1.sentence()
     );
 
     s += "### Engine build rate (no network)\n\n";
@@ -546,7 +406,7 @@ fn render(r: &Rendered<'_>) -> String {
     let app = r
         .rates
         .iter()
-        .find(|c| c.mode == JournalMode::Wal && c.per_txn == LATENCY_TXN)
+        .find(|c| c.mode == JournalMode::Wal && c.per_txn == latency::TXN_ROWS)
         .map_or(f64::NAN, |c| median(&c.pairs.other));
     let bpr = median(&r.build.bytes_per_row);
     let mut t = Table::new(&[

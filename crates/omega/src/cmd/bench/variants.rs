@@ -13,8 +13,11 @@ use omega_agent::source::journal;
 use rusqlite::Connection;
 
 use super::capture::{Paired, alternate};
-use super::report::Table;
-use super::workload::{self, INSERT_SQL, JournalMode, READINGS_DDL, Row, Scratch, UPDATE_SQL};
+use super::latency::{self, Beside, LatCase, Prune};
+use super::report::{Table, count, dur, percentile, ratio};
+use super::workload::{
+    self, INSERT_AUTO_ID_SQL, INSERT_SQL, JournalMode, READINGS_DDL, Row, Scratch, UPDATE_SQL,
+};
 
 const PER_TXN: usize = 100;
 const TID: i64 = 1;
@@ -22,9 +25,13 @@ const TID: i64 = 1;
 /// The application's table in a variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Key {
-    /// `id INTEGER PRIMARY KEY` (the main bench's table).
+    /// `id INTEGER PRIMARY KEY` given by the application, NOT NULL columns (the main
+    /// bench's table): its INSERT may abort on a constraint by itself.
     Integer,
-    /// The same plus an index on `(device, ts)`.
+    /// The same columns without NOT NULL, `id` assigned by SQLite: an INSERT that cannot
+    /// abort on a constraint of its own.
+    IntegerNoConstraints,
+    /// [`Key::Integer`] plus an index on `(device, ts)`.
     IntegerIndexed,
     /// `id TEXT PRIMARY KEY` with random-order keys (a rowid table plus its key index).
     Text,
@@ -36,6 +43,7 @@ impl Key {
     fn ddl(self) -> String {
         match self {
             Key::Integer => READINGS_DDL.into(),
+            Key::IntegerNoConstraints => READINGS_DDL.replace(" NOT NULL", ""),
             Key::IntegerIndexed => {
                 format!("{READINGS_DDL}; CREATE INDEX readings_device_ts ON readings (device, ts)")
             }
@@ -51,16 +59,25 @@ impl Key {
 
     fn label(self) -> &'static str {
         match self {
-            Key::Integer => "INTEGER PRIMARY KEY",
-            Key::IntegerIndexed => "INTEGER PRIMARY KEY + 1 index",
+            Key::Integer => "INTEGER PRIMARY KEY, NOT NULL columns",
+            Key::IntegerNoConstraints => "INTEGER PRIMARY KEY assigned by SQLite, no NOT NULL",
+            Key::IntegerIndexed => "INTEGER PRIMARY KEY, NOT NULL columns, 1 index",
             Key::Text => "TEXT PRIMARY KEY (random order)",
             Key::CompositeWithoutRowid => "PRIMARY KEY (device, ts) WITHOUT ROWID",
+        }
+    }
+
+    fn insert_sql(self) -> &'static str {
+        match self {
+            Key::IntegerNoConstraints => INSERT_AUTO_ID_SQL,
+            _ => INSERT_SQL,
         }
     }
 
     fn insert(self, row: &Row, stmt: &mut rusqlite::Statement<'_>) -> rusqlite::Result<()> {
         match self {
             Key::Text => row.insert_text_key(stmt),
+            Key::IntegerNoConstraints => row.insert_auto_id(stmt),
             _ => row.insert(stmt),
         }
     }
@@ -80,9 +97,12 @@ enum Work {
 enum Capture {
     /// The agent's journal and triggers, exactly as `Engine::open` installs them.
     Agent,
+    /// The agent's trigger text with `INSERT OR FAIL INTO` in place of `INSERT INTO`: the
+    /// journal's NOT NULL checks no longer mark the statement as one that may abort.
+    AgentOrFail,
     /// The agent's triggers over a journal with one key column (`k1`) instead of eight.
     NarrowJournal,
-    /// An `AFTER INSERT` trigger whose body does nothing: the cost of firing a trigger.
+    /// An `AFTER INSERT` trigger whose body does nothing: the cost of having a trigger.
     EmptyTrigger,
     /// No trigger: the application writes the same journal entry itself in its transaction.
     AppWritesJournal,
@@ -90,9 +110,10 @@ enum Capture {
     UpdateNoKeyCheck,
     /// Key-change check moved to its own `AFTER UPDATE … WHEN <key changed>` trigger.
     UpdateWhenTrigger,
-    /// Key-change check as `BEFORE UPDATE OF <key columns> … WHEN <key changed>`: SQLite
-    /// drops it when compiling an UPDATE that does not set a key column.
-    UpdateBeforeOfKey,
+    /// Key-change check as `AFTER UPDATE OF <key columns> … WHEN <key changed>`, created
+    /// after the upsert trigger (SQLite fires the newest first, so the delete entry still
+    /// comes first); SQLite leaves it out when compiling an UPDATE that sets no key column.
+    UpdateOfKeyTrigger,
 }
 
 struct Variant {
@@ -102,73 +123,64 @@ struct Variant {
     capture: Capture,
 }
 
+const fn insert(name: &'static str, key: Key, capture: Capture) -> Variant {
+    Variant {
+        name,
+        key,
+        work: Work::Insert,
+        capture,
+    }
+}
+
+const fn update(name: &'static str, capture: Capture) -> Variant {
+    Variant {
+        name,
+        key: Key::Integer,
+        work: Work::Update,
+        capture,
+    }
+}
+
+const SHIPPED: &str = "agent triggers (as shipped)";
+const OR_FAIL: &str = "agent triggers with `INSERT OR FAIL INTO`";
+const EMPTY: &str = "empty trigger body (cost of having a trigger)";
+
 const VARIANTS: &[Variant] = &[
-    Variant {
-        name: "agent triggers (as shipped)",
-        key: Key::Integer,
-        work: Work::Insert,
-        capture: Capture::Agent,
-    },
-    Variant {
-        name: "empty trigger body (firing cost only)",
-        key: Key::Integer,
-        work: Work::Insert,
-        capture: Capture::EmptyTrigger,
-    },
-    Variant {
-        name: "no trigger: the app inserts the journal entry itself",
-        key: Key::Integer,
-        work: Work::Insert,
-        capture: Capture::AppWritesJournal,
-    },
-    Variant {
-        name: "agent triggers, journal with k1 only (not k1..k8)",
-        key: Key::Integer,
-        work: Work::Insert,
-        capture: Capture::NarrowJournal,
-    },
-    Variant {
-        name: "agent triggers",
-        key: Key::IntegerIndexed,
-        work: Work::Insert,
-        capture: Capture::Agent,
-    },
-    Variant {
-        name: "agent triggers",
-        key: Key::Text,
-        work: Work::Insert,
-        capture: Capture::Agent,
-    },
-    Variant {
-        name: "agent triggers",
-        key: Key::CompositeWithoutRowid,
-        work: Work::Insert,
-        capture: Capture::Agent,
-    },
-    Variant {
-        name: "agent triggers (INSERT … SELECT … WHERE key changed, then upsert)",
-        key: Key::Integer,
-        work: Work::Update,
-        capture: Capture::Agent,
-    },
-    Variant {
-        name: "upsert entry only (no key-change check)",
-        key: Key::Integer,
-        work: Work::Update,
-        capture: Capture::UpdateNoKeyCheck,
-    },
-    Variant {
-        name: "key check as a separate AFTER UPDATE … WHEN trigger",
-        key: Key::Integer,
-        work: Work::Update,
-        capture: Capture::UpdateWhenTrigger,
-    },
-    Variant {
-        name: "key check as BEFORE UPDATE OF <key> … WHEN trigger",
-        key: Key::Integer,
-        work: Work::Update,
-        capture: Capture::UpdateBeforeOfKey,
-    },
+    insert(SHIPPED, Key::Integer, Capture::Agent),
+    insert(EMPTY, Key::Integer, Capture::EmptyTrigger),
+    insert(
+        "no trigger: the app inserts the journal entry itself",
+        Key::Integer,
+        Capture::AppWritesJournal,
+    ),
+    insert(
+        "agent triggers, journal with k1 only (not k1..k8)",
+        Key::Integer,
+        Capture::NarrowJournal,
+    ),
+    insert(OR_FAIL, Key::Integer, Capture::AgentOrFail),
+    insert(SHIPPED, Key::IntegerNoConstraints, Capture::Agent),
+    insert(EMPTY, Key::IntegerNoConstraints, Capture::EmptyTrigger),
+    insert(OR_FAIL, Key::IntegerNoConstraints, Capture::AgentOrFail),
+    insert(SHIPPED, Key::IntegerIndexed, Capture::Agent),
+    insert(SHIPPED, Key::Text, Capture::Agent),
+    insert(SHIPPED, Key::CompositeWithoutRowid, Capture::Agent),
+    update(
+        "agent triggers (as shipped: INSERT … SELECT … WHERE key changed, then upsert)",
+        Capture::Agent,
+    ),
+    update(
+        "upsert entry only (no key-change check)",
+        Capture::UpdateNoKeyCheck,
+    ),
+    update(
+        "key check as its own AFTER UPDATE … WHEN trigger",
+        Capture::UpdateWhenTrigger,
+    ),
+    update(
+        "key check as its own AFTER UPDATE OF <key> … WHEN trigger",
+        Capture::UpdateOfKeyTrigger,
+    ),
 ];
 
 /// Measures every variant and returns a Markdown subsection.
@@ -210,13 +222,132 @@ pub fn run(scratch: &mut Scratch, data: &[Row], reps: usize) -> anyhow::Result<S
             g,
         ]);
     }
-    Ok(format!(
+    let mut out = format!(
         "### Variants (`--variants`)\n\n\
          WAL, synchronous=NORMAL, {PER_TXN} rows/txn, {} rows per run; each variant against \
          the bare application with the same table, paired and alternated as above. Only the \
          first row of each workload is what the agent installs; the rest are written by the \
          bench to locate the cost.\n\n{}",
         data.len(),
+        t.render()
+    );
+    out += &pruning(scratch, data, reps)?;
+    Ok(out)
+}
+
+const fn agent(prune: Prune, checkpoint: bool) -> LatCase {
+    LatCase::new(true, Beside::Agent { prune, checkpoint })
+}
+
+const PRUNE_CASES: [(&str, LatCase); 10] = [
+    (
+        "none running (reference)",
+        LatCase::new(true, Beside::Nothing),
+    ),
+    (
+        "not an agent: a thread spinning on the CPU (control)",
+        LatCase::new(true, Beside::Spinner),
+    ),
+    ("flush + ack, no pruning", agent(Prune::Off, false)),
+    (
+        "flush + ack + engine prune (as shipped: 500/txn, synchronous=FULL)",
+        agent(Prune::Engine, false),
+    ),
+    (
+        "flush + ack + prune 500/txn, synchronous=FULL (second connection)",
+        agent(
+            Prune::Own {
+                sync_normal: false,
+                chunk: 500,
+            },
+            false,
+        ),
+    ),
+    (
+        "flush + ack + prune 500/txn, synchronous=NORMAL",
+        agent(
+            Prune::Own {
+                sync_normal: true,
+                chunk: 500,
+            },
+            false,
+        ),
+    ),
+    (
+        "flush + ack + prune 16,384/txn, synchronous=NORMAL",
+        agent(
+            Prune::Own {
+                sync_normal: true,
+                chunk: 16_384,
+            },
+            false,
+        ),
+    ),
+    (
+        "as shipped + `wal_checkpoint(PASSIVE)` by the agent after each ack",
+        agent(Prune::Engine, true),
+    ),
+    (
+        "none running; app with `wal_autocheckpoint=0` (diagnostic)",
+        LatCase::new(true, Beside::Nothing).without_app_checkpoints(),
+    ),
+    (
+        "as shipped; app with `wal_autocheckpoint=0` (diagnostic)",
+        agent(Prune::Engine, false).without_app_checkpoints(),
+    ),
+];
+
+/// The application's transaction latency with the agent pruning and checkpointing in
+/// different ways, and controls.
+fn pruning(scratch: &mut Scratch, data: &[Row], reps: usize) -> anyhow::Result<String> {
+    let cases: Vec<LatCase> = PRUNE_CASES.iter().map(|(_, c)| *c).collect();
+    let results = latency::measure(scratch, data, reps, &cases)?;
+    let reference = &results[0].0;
+    let (r50, r99) = (percentile(reference, 50.0), percentile(reference, 99.0));
+    let mut t = Table::new(&[
+        "beside the application (capture installed)",
+        "p50",
+        "p99",
+        "p50 ÷ none",
+        "p99 ÷ none",
+        "txns ≥ 1 ms",
+        "app waits on a lock",
+        "rows built during the runs",
+        "pruning txns (second connection)",
+    ]);
+    for ((label, case), (lat, stats)) in PRUNE_CASES.iter().zip(&results) {
+        let (p50, p99) = (percentile(lat, 50.0), percentile(lat, 99.0));
+        let (built, prunes) = match case.beside {
+            Beside::Agent { prune, .. } => (
+                stats.kept_up(),
+                match prune {
+                    Prune::Own { .. } => count(stats.prunes as f64),
+                    _ => "–".into(),
+                },
+            ),
+            _ => ("–".into(), "–".into()),
+        };
+        t.row(vec![
+            (*label).into(),
+            dur(p50),
+            dur(p99),
+            ratio(p50.as_secs_f64() / r50.as_secs_f64()),
+            ratio(p99.as_secs_f64() / r99.as_secs_f64()),
+            count(latency::slow(lat) as f64),
+            count(stats.app_busy_waits as f64),
+            built,
+            prunes,
+        ]);
+    }
+    Ok(format!(
+        "\nTransaction latency (WAL, 100 rows/txn, capture installed, {} transactions per \
+         configuration) with different things beside the application. Rows pruning on a \"second \
+         connection\" run the engine with `delivery: receipts` (so it does not prune) and \
+         prune with `journal::prune_chunk` after each acknowledgement; the checkpoint row \
+         runs `PRAGMA wal_checkpoint(PASSIVE)` on a second connection after each \
+         acknowledgement; the diagnostic rows turn the application's automatic checkpoints \
+         off to show what the tail is made of.\n\n{}",
+        count(reference.len() as f64),
         t.render()
     ))
 }
@@ -234,7 +365,7 @@ fn once(scratch: &mut Scratch, v: &Variant, data: &[Row], captured: bool) -> any
         if v.work == Work::Update {
             workload::run_txns(
                 &setup,
-                INSERT_SQL,
+                v.key.insert_sql(),
                 data.len(),
                 10_000,
                 |s, i| v.key.insert(&data[i], s),
@@ -250,7 +381,7 @@ fn once(scratch: &mut Scratch, v: &Variant, data: &[Row], captured: bool) -> any
     let t = match (v.work, captured && v.capture == Capture::AppWritesJournal) {
         (Work::Insert, false) => workload::run_txns(
             &conn,
-            INSERT_SQL,
+            v.key.insert_sql(),
             n,
             PER_TXN,
             |s, i| v.key.insert(&data[i], s),
@@ -261,7 +392,7 @@ fn once(scratch: &mut Scratch, v: &Variant, data: &[Row], captured: bool) -> any
                 conn.prepare("INSERT INTO __omega_journal (tid, op, k1) VALUES (?1, ?2, ?3)")?;
             workload::run_txns(
                 &conn,
-                INSERT_SQL,
+                v.key.insert_sql(),
                 n,
                 PER_TXN,
                 |s, i| {
@@ -285,7 +416,27 @@ fn once(scratch: &mut Scratch, v: &Variant, data: &[Row], captured: bool) -> any
         let j = workload::journal_len(&conn)?;
         anyhow::ensure!(j == n, "journaled {j} entries for {n} rows");
     }
+    if captured && v.work == Work::Update && v.capture != Capture::UpdateNoKeyCheck {
+        check_key_change(&conn)?;
+    }
     Ok(n as f64 / t.as_secs_f64())
+}
+
+/// After the timed part: a key change must still journal the old key's delete before the
+/// new key's upsert.
+fn check_key_change(conn: &Connection) -> anyhow::Result<()> {
+    conn.execute("UPDATE readings SET id = -1 WHERE id = 1", [])?;
+    let mut stmt = conn.prepare("SELECT op, k1 FROM __omega_journal ORDER BY seq DESC LIMIT 2")?;
+    let mut last: Vec<(i64, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    last.reverse();
+    let want = vec![(journal::OP_DELETE, 1), (journal::OP_UPDATE, -1)];
+    anyhow::ensure!(
+        last == want,
+        "a key change journaled {last:?}, not {want:?}"
+    );
+    Ok(())
 }
 
 /// Installs the variant's capture on `readings` in `conn`.
@@ -300,28 +451,33 @@ fn install(conn: &Connection, capture: Capture) -> anyhow::Result<()> {
     let spec = TableSpec::read(conn, "readings")?;
     match capture {
         Capture::Agent | Capture::NarrowJournal => triggers::install(conn, &spec, TID)?,
+        Capture::AgentOrFail => {
+            for sql in triggers::trigger_sql(&spec, TID) {
+                conn.execute_batch(&sql.replace("INSERT INTO ", "INSERT OR FAIL INTO "))?;
+            }
+        }
         Capture::EmptyTrigger => conn.execute_batch(
             "CREATE TRIGGER bench_ins AFTER INSERT ON readings BEGIN SELECT 1 WHERE 0; END",
         )?,
         Capture::AppWritesJournal => {}
-        Capture::UpdateNoKeyCheck | Capture::UpdateWhenTrigger | Capture::UpdateBeforeOfKey => {
+        Capture::UpdateNoKeyCheck | Capture::UpdateWhenTrigger | Capture::UpdateOfKeyTrigger => {
             anyhow::ensure!(spec.key_columns == ["id"], "update variants need key `id`");
-            let (ins, del) = (journal::OP_UPDATE, journal::OP_DELETE);
+            let (ups, del) = (journal::OP_UPDATE, journal::OP_DELETE);
             let changed = "OLD.\"id\" IS NOT NEW.\"id\" COLLATE BINARY \
                            OR typeof(OLD.\"id\") <> typeof(NEW.\"id\")";
-            let upsert = format!(
+            conn.execute_batch(&format!(
                 "CREATE TRIGGER bench_upd AFTER UPDATE ON readings BEGIN \
-                 INSERT INTO __omega_journal (tid, op, k1) VALUES ({TID}, {ins}, NEW.\"id\"); END"
-            );
-            conn.execute_batch(&upsert)?;
+                 INSERT INTO __omega_journal (tid, op, k1) VALUES ({TID}, {ups}, NEW.\"id\"); END"
+            ))?;
+            // Created second so that SQLite fires it first: the delete entry precedes.
             let key_check = match capture {
                 Capture::UpdateWhenTrigger => Some("AFTER UPDATE"),
-                Capture::UpdateBeforeOfKey => Some("BEFORE UPDATE OF \"id\""),
+                Capture::UpdateOfKeyTrigger => Some("AFTER UPDATE OF \"id\""),
                 _ => None,
             };
-            if let Some(when) = key_check {
+            if let Some(event) = key_check {
                 conn.execute_batch(&format!(
-                    "CREATE TRIGGER bench_upd_key {when} ON readings WHEN {changed} BEGIN \
+                    "CREATE TRIGGER bench_upd_key {event} ON readings WHEN {changed} BEGIN \
                      INSERT INTO __omega_journal (tid, op, k1) VALUES ({TID}, {del}, OLD.\"id\"); END"
                 ))?;
             }

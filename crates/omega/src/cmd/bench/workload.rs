@@ -5,6 +5,7 @@
 //! same way, and a new file; the only difference is whether the capture triggers are installed.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -26,6 +27,10 @@ pub const READINGS_DDL: &str = "CREATE TABLE readings (
 /// The application's insert.
 pub const INSERT_SQL: &str = "INSERT INTO readings (id, device, ts, kind, value, status, note)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+/// The application's insert letting SQLite assign `id`.
+pub const INSERT_AUTO_ID_SQL: &str = "INSERT INTO readings (device, ts, kind, value, status, note)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 /// The application's update of non-key columns by key.
 pub const UPDATE_SQL: &str = "UPDATE readings SET value = ?2, status = ?3 WHERE id = ?1";
@@ -133,6 +138,19 @@ impl Row {
         .map(drop)
     }
 
+    /// Binds [`INSERT_AUTO_ID_SQL`] with this row's values but its id and runs it.
+    pub fn insert_auto_id(&self, stmt: &mut Statement<'_>) -> rusqlite::Result<()> {
+        stmt.execute(params![
+            self.device,
+            self.ts,
+            self.kind,
+            self.value,
+            self.status,
+            self.note
+        ])
+        .map(drop)
+    }
+
     /// Binds [`UPDATE_SQL`] with new values for this row's id and runs it.
     pub fn update(&self, stmt: &mut Statement<'_>) -> rusqlite::Result<()> {
         stmt.execute(params![self.id, self.value + 0.5, (self.status + 1) % 3])
@@ -211,16 +229,53 @@ pub fn app_conn(path: &Path, mode: JournalMode) -> anyhow::Result<Connection> {
     Ok(conn)
 }
 
-/// The engine configuration for the source in `dir`: every table captured as rows, pruning
-/// on PUBACK (so `on_published` prunes without a broker or receipts).
-pub fn engine_config(dir: &Path, source: &Path) -> EngineConfig {
+/// How often the application's connection found the database locked since the last
+/// [`take_busy_waits`] (see [`count_busy_waits`]).
+static BUSY_WAITS: AtomicU64 = AtomicU64::new(0);
+
+/// Replaces `conn`'s busy timeout by a handler that sleeps exactly as SQLite's default one
+/// does (1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100 ms …, giving up after 10 s) and counts
+/// each wait. One application connection at a time uses it.
+pub fn count_busy_waits(conn: &Connection) -> anyhow::Result<()> {
+    conn.busy_handler(Some(counting_busy_handler))?;
+    Ok(())
+}
+
+/// The waits counted since the last call.
+pub fn take_busy_waits() -> u64 {
+    BUSY_WAITS.swap(0, Ordering::Relaxed)
+}
+
+fn counting_busy_handler(count: i32) -> bool {
+    const DELAYS: [u64; 12] = [1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100];
+    const TOTALS: [u64; 12] = [0, 1, 3, 8, 18, 33, 53, 78, 103, 128, 178, 228];
+    const TIMEOUT_MS: u64 = 10_000;
+    BUSY_WAITS.fetch_add(1, Ordering::Relaxed);
+    let count = usize::try_from(count).unwrap_or(0);
+    let (mut delay, prior) = match DELAYS.get(count) {
+        Some(&d) => (d, TOTALS[count]),
+        None => (100, TOTALS[11] + 100 * (count as u64 - 11)),
+    };
+    if prior + delay > TIMEOUT_MS {
+        delay = TIMEOUT_MS.saturating_sub(prior);
+        if delay == 0 {
+            return false;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(delay));
+    true
+}
+
+/// The engine configuration for the source in `dir`: every table captured as rows; with
+/// [`Delivery::Puback`], `on_published` prunes without a broker or receipts.
+pub fn engine_config(dir: &Path, source: &Path, delivery: Delivery) -> EngineConfig {
     EngineConfig {
         device_id: "bench-01".into(),
         root_topic: "omega/bench-01".into(),
         source_db_path: source.to_path_buf(),
         state_db_path: dir.join("state").join("state.db"),
         strategies: Default::default(),
-        delivery: Delivery::Puback,
+        delivery,
     }
 }
 
@@ -229,9 +284,11 @@ pub fn quiet<T>(f: impl FnOnce() -> T) -> T {
     tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), f)
 }
 
-/// Opens the engine on the source in `dir`: creates its objects and installs the triggers.
+/// Opens the engine (pruning on PUBACK) on the source in `dir`: creates its objects and
+/// installs the triggers.
 pub fn open_engine(dir: &Path, source: &Path) -> anyhow::Result<Engine> {
-    quiet(|| Engine::open(engine_config(dir, source))).context("opening the engine")
+    quiet(|| Engine::open(engine_config(dir, source, Delivery::Puback)))
+        .context("opening the engine")
 }
 
 /// The number of journal entries (a check that capture captured).
