@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use omega_protocol::ids;
+use omega_protocol::message::ControlEnvelope;
 use rusqlite::Connection;
 
 use crate::capture::TableSpec;
@@ -93,6 +94,9 @@ struct Tracked {
     schema_sent: bool,
     paused: bool,
 }
+
+/// A control recorded in `state.db`: id, kind, table, watermark.
+pub type RecordedControl = (String, String, Option<String>, Option<i64>);
 
 /// A batch ready to publish.
 #[derive(Debug, Clone)]
@@ -525,6 +529,143 @@ impl Engine {
                 _ => return Ok(()),
             }
         }
+    }
+
+    /// The last applied `control_seq` (0 when none).
+    pub fn last_control_seq(&self) -> Result<i64, EngineError> {
+        Ok(self
+            .state
+            .meta("last_control_seq")?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Records a verified control as the last applied, in one transaction, before it is
+    /// acknowledged and acted on (`spec/agent.md` §13.3).
+    pub fn record_control(&mut self, c: &ControlEnvelope) -> Result<(), EngineError> {
+        let st = &self.state;
+        let tx = st.conn().unchecked_transaction().map_err(|e| st.err(e))?;
+        tx.execute(
+            "INSERT OR REPLACE INTO controls (control_id, control_seq, kind, source_table, server_watermark, received_at, status)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'recorded')",
+            rusqlite::params![c.control_id, c.control_seq, c.control_kind.as_str(), c.source_table, c.server_watermark, now()],
+        )
+        .map_err(|e| st.err(e))?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('last_control_seq', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [c.control_seq.to_string()],
+        )
+        .map_err(|e| st.err(e))?;
+        // Keep the last 1,000 controls.
+        tx.execute(
+            "DELETE FROM controls WHERE control_seq < (SELECT min(control_seq) FROM
+               (SELECT control_seq FROM controls ORDER BY control_seq DESC LIMIT 1000))",
+            [],
+        )
+        .map_err(|e| st.err(e))?;
+        tx.commit().map_err(|e| st.err(e))?;
+        Ok(())
+    }
+
+    /// Controls recorded but not yet acted on (a stop between record and act), oldest first.
+    pub fn unapplied_controls(&self) -> Result<Vec<RecordedControl>, EngineError> {
+        let st = &self.state;
+        let mut stmt = st
+            .conn()
+            .prepare("SELECT control_id, kind, source_table, server_watermark FROM controls WHERE status = 'recorded' ORDER BY control_seq")
+            .map_err(|e| st.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(|e| st.err(e))?;
+        Ok(rows.collect::<Result<_, _>>().map_err(|e| st.err(e))?)
+    }
+
+    /// Acts on a recorded control (idempotent) and marks it applied (`spec/agent.md` §13.4).
+    pub fn apply_control(
+        &mut self,
+        control_id: &str,
+        kind: &str,
+        table: Option<&str>,
+        watermark: Option<i64>,
+        reason: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let enrolled = table.and_then(|t| {
+            self.tables
+                .keys()
+                .find(|k| k.eq_ignore_ascii_case(t))
+                .cloned()
+        });
+        match (kind, table) {
+            ("pause_lineage" | "resume_lineage", Some(t)) => {
+                let name = enrolled.clone().unwrap_or_else(|| t.to_string());
+                if enrolled.is_none() {
+                    tracing::warn!(source_table = %t, "{kind} for a table that is not enrolled: recorded only");
+                }
+                let mut st = self.state.table(&name)?.unwrap_or_else(|| TableState {
+                    name: name.clone(),
+                    strategy: "rows".into(),
+                    ..Default::default()
+                });
+                let pause = kind == "pause_lineage";
+                st.paused = pause;
+                st.server_watermark = watermark;
+                st.pause_reason = if pause {
+                    reason.map(str::to_string)
+                } else {
+                    None
+                };
+                st.paused_epoch = pause.then(|| self.epoch.clone());
+                self.state.put_table(&st)?;
+                if let Some(t) = self.tables.get_mut(&name) {
+                    t.paused = pause;
+                    if !pause {
+                        // Re-send everything the cloud has not confirmed (duplicates are no-ops);
+                        // under `puback` delivery that is what it has not acknowledged.
+                        let from = match self.cfg.delivery {
+                            Delivery::Receipts => st.confirmed_seq,
+                            Delivery::Puback => st.published_seq,
+                        };
+                        t.next_seq = from;
+                        t.chain = from;
+                    }
+                }
+                if pause {
+                    tracing::info!(
+                        "pause_lineage source_table={name} watermark={}",
+                        watermark.unwrap_or(0)
+                    );
+                } else {
+                    tracing::info!(
+                        "resume_lineage source_table={name} watermark={}",
+                        watermark.unwrap_or(0)
+                    );
+                }
+            }
+            ("resnapshot_table", Some(t)) => {
+                tracing::warn!(
+                    "resnapshot_table source_table={t}: snapshots are not implemented yet; recorded"
+                );
+            }
+            (other, _) => tracing::warn!(kind = other, "control kind not acted on"),
+        }
+        self.state
+            .conn()
+            .execute(
+                "UPDATE controls SET status = 'applied' WHERE control_id = ?1",
+                [control_id],
+            )
+            .map_err(|e| self.state.err(e))?;
+        Ok(())
+    }
+
+    /// Tables currently paused by the cloud.
+    pub fn paused_tables(&self) -> Vec<String> {
+        self.tables
+            .iter()
+            .filter(|(_, t)| t.paused)
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     /// Records the source position in `state.db` (for restore detection).

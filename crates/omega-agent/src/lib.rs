@@ -10,6 +10,7 @@
 pub mod capture;
 pub mod config;
 pub mod discover;
+pub mod downlink;
 pub mod engine;
 pub mod publish;
 pub mod run;

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 use rumqttc::{AsyncClient, Event, Incoming, QoS, Request};
 use tokio::time::{MissedTickBehavior, interval, sleep};
 
+use omega_protocol::signing::ControlVerifier;
+
+use crate::downlink::{self, Verification};
 use crate::engine::{Delivery, Engine, EngineConfig, EngineError};
 use crate::publish::inflight::InFlight;
 use crate::transport::{MqttSettings, TransportError, mqtt_options};
@@ -38,6 +41,10 @@ pub struct RunConfig {
     pub flush_interval: Duration,
     /// `receipt_timeout` (`receipts.md` §5.3).
     pub receipt_timeout: Duration,
+    /// How receipts and controls are verified.
+    pub verification: Verification,
+    /// `security.max_payload_bytes`: the largest control accepted.
+    pub max_control_bytes: usize,
 }
 
 impl RunConfig {
@@ -80,6 +87,31 @@ impl RunConfig {
             },
             flush_interval: r.flush_interval,
             receipt_timeout: r.receipt_timeout,
+            verification: Verification::Disabled,
+            max_control_bytes: usize::try_from(cfg.security.max_payload_bytes)
+                .unwrap_or(usize::MAX),
+        }
+    }
+
+    /// Loads the verification key the configuration names (`security.signed_control`).
+    pub fn load_verification(
+        cfg: &crate::config::AgentConfig,
+    ) -> Result<Verification, TransportError> {
+        use crate::config::SignedControl;
+        match &cfg.security.signed_control {
+            SignedControl::Disabled => Ok(Verification::Disabled),
+            SignedControl::Ed25519 { public_key_path } => {
+                let pem = std::fs::read_to_string(public_key_path)
+                    .map_err(|e| TransportError::Tls(public_key_path.clone(), e.to_string()))?;
+                ControlVerifier::ed25519_from_public_pem(&pem)
+                    .map(|v| Verification::Key(Box::new(v)))
+                    .map_err(|e| TransportError::Tls(public_key_path.clone(), e.to_string()))
+            }
+            SignedControl::HmacSha256 { secret } => {
+                ControlVerifier::hmac(secret.expose().as_bytes())
+                    .map(|v| Verification::Key(Box::new(v)))
+                    .map_err(|e| TransportError::Tls("auth_token_env".into(), e.to_string()))
+            }
         }
     }
 }
@@ -138,6 +170,15 @@ pub async fn run(
     let span = tracing::info_span!("agent", device_id = %device, journal_epoch = %epoch);
     let _enter = span.enter();
     tracing::info!(tables = ?engine.table_names(), "capture enrolled");
+    if matches!(cfg.verification, Verification::Disabled) {
+        tracing::warn!(
+            "signed_control is disabled: receipts and controls are accepted without verification"
+        );
+    }
+    let mut engine = engine;
+    for (id, kind, table, watermark) in engine.unapplied_controls()? {
+        engine.apply_control(&id, &kind, table.as_deref(), watermark, None)?;
+    }
     let engine: Shared = Arc::new(Mutex::new(engine));
 
     let opts = mqtt_options(&cfg.mqtt, MAX_PKID)?;
@@ -146,10 +187,13 @@ pub async fn run(
     let batch_topic: Arc<str> = Arc::from(format!("{root}/sync/rows/batch"));
     let control_topic = format!("{root}/sync/ingest/control");
     let receipt_topic = format!("{root}/sync/ingest/receipt");
+    let ack_topic: Arc<str> = Arc::from(format!("{root}/sync/ingest/ack"));
+    let mut awaiting_subacks = 0usize;
 
     let mut inflight = InFlight::new(MAX_INFLIGHT, MAX_INFLIGHT_PER_TABLE, MAX_PKID);
     let mut sent_at: std::collections::HashMap<u16, Instant> = Default::default();
     let mut connected = false;
+    let mut session_present = false;
     let mut backoff = Duration::from_secs(1);
     let mut summary = RunSummary::default();
     let tick_every = cfg.flush_interval.min(Duration::from_secs(1));
@@ -234,12 +278,22 @@ pub async fn run(
             }
             ev = eventloop.poll() => match ev {
                 Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
-                    connected = true;
                     backoff = Duration::from_secs(1);
                     tracing::info!(session_present = ack.session_present, "connected to broker");
+                    // Subscribe first; publishing starts once both SUBACKs are in, so the
+                    // client's own packet ids for SUBSCRIBE never overlap the agent's.
                     client.try_subscribe(control_topic.clone(), QoS::AtLeastOnce).ok();
                     client.try_subscribe(receipt_topic.clone(), QoS::AtLeastOnce).ok();
-                    if ack.session_present {
+                    awaiting_subacks = 2;
+                    session_present = ack.session_present;
+                }
+                Ok(Event::Incoming(Incoming::SubAck(_))) if awaiting_subacks > 0 => {
+                    awaiting_subacks -= 1;
+                    if awaiting_subacks > 0 {
+                        continue;
+                    }
+                    connected = true;
+                    if session_present {
                         for out in inflight.resend_all() {
                             sent_at.insert(out.pkid, Instant::now());
                             queue_publish(&mut eventloop, &out);
@@ -268,8 +322,65 @@ pub async fn run(
                         more_pending = true;
                     }
                 }
-                Ok(Event::Incoming(Incoming::Publish(p))) => {
-                    tracing::debug!(topic = %p.topic, bytes = p.payload.len(), "downlink message (not handled yet)");
+                Ok(Event::Incoming(Incoming::Publish(p))) if p.topic == receipt_topic => {
+                    let epoch = epoch.clone();
+                    match downlink::receipt(&p.payload, &cfg.verification, &device, &epoch) {
+                        Ok(fx) => {
+                            for r in &fx.rejected {
+                                tracing::error!(batch_id = %r.batch_id, table = ?r.source_table, code = %r.code,
+                                    "the cloud rejected a batch (quarantined); fix the cause on the device");
+                            }
+                            let rejected = fx.rejected.len() as i64;
+                            if !fx.confirms.is_empty() || rejected > 0 {
+                                let moved = with_engine(&engine, move |e| {
+                                    if rejected > 0 {
+                                        e.state().bump_counter("batches_rejected", rejected)?;
+                                    }
+                                    e.on_confirmed(&fx.confirms)
+                                })
+                                .await;
+                                moved?;
+                                last_progress = Instant::now();
+                            }
+                        }
+                        Err(why) => {
+                            tracing::warn!(%why, "receipt dropped");
+                            with_engine(&engine, |e| Ok(e.state().bump_counter("receipts_rejected", 1)?)).await?;
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Incoming::Publish(p))) if p.topic == control_topic => {
+                    match downlink::control(&p.payload, cfg.max_control_bytes, &cfg.verification, &device) {
+                        Ok(c) => {
+                            let c2 = c.clone();
+                            let fresh = with_engine(&engine, move |e| {
+                                let fresh = c2.control_seq > e.last_control_seq()?;
+                                if fresh {
+                                    e.record_control(&c2)?;
+                                }
+                                Ok(fresh)
+                            })
+                            .await?;
+                            let ack = omega_protocol::message::ControlAck { control_id: c.control_id.clone() };
+                            if let Some(out) = inflight.start_other(ack_topic.clone(), bytes::Bytes::from(ack.to_json_bytes())) {
+                                queue_publish(&mut eventloop, &out);
+                            }
+                            if fresh {
+                                let kind = c.control_kind.as_str().to_string();
+                                with_engine(&engine, move |e| {
+                                    e.apply_control(&c.control_id, &kind, c.source_table.as_deref(), c.server_watermark, c.reason.as_deref())
+                                })
+                                .await?;
+                                more_pending = true;
+                            } else {
+                                tracing::debug!(control_seq = c.control_seq, "control already applied: ACKed again");
+                            }
+                        }
+                        Err(why) => {
+                            tracing::warn!(%why, "control dropped");
+                            with_engine(&engine, |e| Ok(e.state().bump_counter("controls_rejected", 1)?)).await?;
+                        }
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => {

@@ -38,7 +38,8 @@ pub struct BatchInfo {
 
 #[derive(Debug)]
 struct Entry {
-    info: BatchInfo,
+    /// `None` for a message that moves no cursor (a control ACK).
+    info: Option<BatchInfo>,
     topic: Arc<str>,
     payload: bytes::Bytes,
     acked: bool,
@@ -56,6 +57,7 @@ pub struct InFlight {
     max_pkid: u16,
     by_pkid: BTreeMap<u16, Entry>,
     order: HashMap<String, VecDeque<u16>>,
+    others: usize,
 }
 
 impl InFlight {
@@ -70,48 +72,51 @@ impl InFlight {
             max_pkid,
             by_pkid: BTreeMap::new(),
             order: HashMap::new(),
+            others: 0,
         }
     }
 
     /// Batches in flight.
     pub fn len(&self) -> usize {
-        self.by_pkid.len()
+        self.by_pkid.len() - self.others
     }
 
     /// Whether nothing is in flight.
     pub fn is_empty(&self) -> bool {
-        self.by_pkid.is_empty()
+        self.len() == 0
     }
 
     /// How many more batches `table` may start now.
     pub fn room_for(&self, table: &str) -> usize {
-        let total_room = self.max_total.saturating_sub(self.by_pkid.len());
+        let total_room = self.max_total.saturating_sub(self.len());
         let table_used = self.order.get(table).map_or(0, VecDeque::len);
         total_room.min(self.max_per_table.saturating_sub(table_used))
     }
 
     /// Total room left.
     pub fn room(&self) -> usize {
-        self.max_total.saturating_sub(self.by_pkid.len())
+        self.max_total.saturating_sub(self.len())
     }
 
     /// Registers a batch and returns what to hand to the transport. Callers check
     /// [`Self::room_for`] first.
     pub fn start(&mut self, info: BatchInfo, topic: Arc<str>, payload: bytes::Bytes) -> Outgoing {
-        let pkid = self.alloc_pkid();
+        // Batches never exceed `max_total` ≤ `max_pkid`, and other messages are refused before
+        // they would take the last ids a batch may need.
+        let pkid = self
+            .alloc_pkid()
+            .expect("a packet id is free for a batch within the room");
         self.order
             .entry(info.table.clone())
             .or_default()
             .push_back(pkid);
-        self.by_pkid.insert(
-            pkid,
-            Entry {
-                info,
-                topic: topic.clone(),
-                payload: payload.clone(),
-                acked: false,
-            },
-        );
+        let entry = Entry {
+            info: Some(info),
+            topic: topic.clone(),
+            payload: payload.clone(),
+            acked: false,
+        };
+        self.by_pkid.insert(pkid, entry);
         Outgoing {
             pkid,
             topic,
@@ -120,8 +125,33 @@ impl InFlight {
         }
     }
 
-    fn alloc_pkid(&mut self) -> u16 {
-        loop {
+    /// Registers a message that moves no cursor (a control ACK): it gets a packet id from the
+    /// same space and is re-sent after a reconnect like a batch. It does not count against
+    /// the room for batches. Returns `None` when too many such messages are in flight (the
+    /// cloud resends its control and the agent ACKs again).
+    pub fn start_other(&mut self, topic: Arc<str>, payload: bytes::Bytes) -> Option<Outgoing> {
+        if self.others + self.max_total >= self.max_pkid as usize {
+            return None;
+        }
+        let pkid = self.alloc_pkid()?;
+        let entry = Entry {
+            info: None,
+            topic: topic.clone(),
+            payload: payload.clone(),
+            acked: false,
+        };
+        self.by_pkid.insert(pkid, entry);
+        self.others += 1;
+        Some(Outgoing {
+            pkid,
+            topic,
+            payload,
+            dup: false,
+        })
+    }
+
+    fn alloc_pkid(&mut self) -> Option<u16> {
+        for _ in 0..self.max_pkid {
             let candidate = self.next_pkid;
             self.next_pkid = if self.next_pkid >= self.max_pkid {
                 1
@@ -129,9 +159,10 @@ impl InFlight {
                 self.next_pkid + 1
             };
             if !self.by_pkid.contains_key(&candidate) {
-                return candidate;
+                return Some(candidate);
             }
         }
+        None
     }
 
     /// Handles a PUBACK. Returns the table's new published cursor when the acknowledged prefix
@@ -140,8 +171,17 @@ impl InFlight {
     pub fn on_puback(&mut self, pkid: u16) -> Option<(CursorMove, Vec<BatchInfo>)> {
         let table = {
             let entry = self.by_pkid.get_mut(&pkid)?;
-            entry.acked = true;
-            entry.info.table.clone()
+            match &entry.info {
+                Some(info) => {
+                    entry.acked = true;
+                    info.table.clone()
+                }
+                None => {
+                    self.by_pkid.remove(&pkid);
+                    self.others -= 1;
+                    return None;
+                }
+            }
         };
         let queue = self.order.get_mut(&table)?;
         let mut done = Vec::new();
@@ -150,8 +190,8 @@ impl InFlight {
                 break;
             }
             queue.pop_front();
-            if let Some(e) = self.by_pkid.remove(&front) {
-                done.push(e.info);
+            if let Some(info) = self.by_pkid.remove(&front).and_then(|e| e.info) {
+                done.push(info);
             }
         }
         if queue.is_empty() {
@@ -164,7 +204,17 @@ impl InFlight {
     /// Every unacknowledged batch, oldest first per table, to re-send after a reconnect with
     /// the same bytes and packet id (DUP set).
     pub fn resend_all(&self) -> Vec<Outgoing> {
-        let mut out = Vec::new();
+        let mut out: Vec<Outgoing> = self
+            .by_pkid
+            .iter()
+            .filter(|(_, e)| e.info.is_none())
+            .map(|(pkid, e)| Outgoing {
+                pkid: *pkid,
+                topic: e.topic.clone(),
+                payload: e.payload.clone(),
+                dup: true,
+            })
+            .collect();
         let mut tables: Vec<&String> = self.order.keys().collect();
         tables.sort();
         for t in tables {
@@ -192,9 +242,10 @@ impl InFlight {
         }
     }
 
-    /// Forgets everything (after a connect without a session, when rebuilding from cursors).
+    /// Forgets every batch (after a connect without a session, when rebuilding from
+    /// cursors). Other messages (control ACKs) are kept and re-sent.
     pub fn clear(&mut self) {
-        self.by_pkid.clear();
+        self.by_pkid.retain(|_, e| e.info.is_none());
         self.order.clear();
     }
 
@@ -274,6 +325,23 @@ mod tests {
         let c = start(&mut f, "a", 3);
         assert_ne!(c, b);
         assert_eq!(c, a);
+    }
+
+    #[test]
+    fn other_messages_share_packet_ids_but_move_no_cursor() {
+        let mut f = InFlight::new(2, 2, 4);
+        let ack = f
+            .start_other(Arc::from("ack"), bytes::Bytes::from_static(b"{}"))
+            .unwrap()
+            .pkid;
+        let a = start(&mut f, "t", 1);
+        assert_ne!(ack, a);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f.room(), 1);
+        f.clear();
+        assert_eq!(f.resend_all().len(), 1, "the ACK survives a session loss");
+        assert_eq!(f.on_puback(ack), None);
+        assert!(f.resend_all().is_empty());
     }
 
     #[test]

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use omega_agent::engine::{Delivery, EngineConfig};
@@ -64,6 +63,8 @@ pub fn run_config(dir: &Path, source: &Path, device: &str, broker_url: &str) -> 
         },
         flush_interval: Duration::from_millis(100),
         receipt_timeout: Duration::from_secs(30),
+        verification: omega_agent::downlink::Verification::Disabled,
+        max_control_bytes: 65_536,
     }
 }
 
