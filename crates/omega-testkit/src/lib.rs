@@ -5,11 +5,13 @@
 //! ## Layout
 //! - [`ports`]: free loopback ports.
 //! - [`mosquitto`]: the machine's broker, or a private mosquitto on a free port.
+//! - [`pki`]: a throwaway CA, server and client certificates for TLS tests.
 //! - [`postgres`]: a fresh PostgreSQL database per test, dropped after.
 //! - [`wait`]: polling with a deadline instead of sleeps.
 //! - [`wire`]: an independent MQTT recorder of a device's row batches, and the mirror they imply.
 
 pub mod mosquitto;
+pub mod pki;
 pub mod ports;
 pub mod postgres;
 pub mod wait;

@@ -1,5 +1,7 @@
 //! Integration tests of the agent against real SQLite files and a real mosquitto.
 
+mod ddl;
 mod engine_smoke;
 mod support;
+mod tls;
 mod wire;

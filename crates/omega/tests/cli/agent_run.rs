@@ -24,14 +24,30 @@ struct Device {
 impl Device {
     fn new(prefix: &str, broker_url: &str) -> Device {
         let dir = tempfile::tempdir().unwrap();
-        let id = format!("{prefix}-{}", &omega_protocol::ids::new_v7().replace('-', "")[12..]);
-        rusqlite::Connection::open(dir.path().join("source.db")).unwrap().execute_batch(SCHEMA).unwrap();
+        let id = format!(
+            "{prefix}-{}",
+            &omega_protocol::ids::new_v7().replace('-', "")[12..]
+        );
+        rusqlite::Connection::open(dir.path().join("source.db"))
+            .unwrap()
+            .execute_batch(SCHEMA)
+            .unwrap();
         let config = format!(
-            "name: {id}\n\
-             connection:\n  server_url: {broker_url}\n  device_id: {id}\n  mqtt:\n    keep_alive: 5s\n\
-             security:\n  capabilities: {{ sqlite-replication: true }}\n  signed_control: {{ enabled: false }}\n\
-             sqlite-replication:\n  source_db_path: source.db\n  state_db_path: state/state.db\n\
-               flush_interval: 100ms\n  delivery: puback\n"
+            r#"name: {id}
+connection:
+  server_url: {broker_url}
+  device_id: {id}
+  mqtt:
+    keep_alive: 5s
+security:
+  capabilities: {{ sqlite-replication: true }}
+  signed_control: {{ enabled: false }}
+sqlite-replication:
+  source_db_path: source.db
+  state_db_path: state/state.db
+  flush_interval: 100ms
+  delivery: puback
+"#
         );
         std::fs::write(dir.path().join("device.yaml"), config).unwrap();
         Device { dir, id }
@@ -68,7 +84,12 @@ fn app_writes(source: &Path, start: i64, rounds: i64) {
             let id = r * 100 + i;
             tx.execute(
                 "INSERT INTO readings (id, sensor, value, raw) VALUES (?1, ?2, ?3, ?4)",
-                rusqlite::params![id, format!("s{}", i % 4), id as f64 / 3.0, vec![i as u8; (i % 5) as usize]],
+                rusqlite::params![
+                    id,
+                    format!("s{}", i % 4),
+                    id as f64 / 3.0,
+                    vec![i as u8; (i % 5) as usize]
+                ],
             )
             .unwrap();
             tx.execute(
@@ -77,8 +98,16 @@ fn app_writes(source: &Path, start: i64, rounds: i64) {
             )
             .unwrap();
         }
-        tx.execute("UPDATE readings SET value = -value WHERE id % 7 = 0 AND id >= ?1", [r * 100]).unwrap();
-        tx.execute("DELETE FROM readings WHERE id % 11 = 0 AND id >= ?1", [r * 100]).unwrap();
+        tx.execute(
+            "UPDATE readings SET value = -value WHERE id % 7 = 0 AND id >= ?1",
+            [r * 100],
+        )
+        .unwrap();
+        tx.execute(
+            "DELETE FROM readings WHERE id % 11 = 0 AND id >= ?1",
+            [r * 100],
+        )
+        .unwrap();
         tx.commit().unwrap();
     }
 }
@@ -88,7 +117,11 @@ fn source_rows(source: &Path) -> Tables {
     let mut out = Tables::new();
     for t in TABLES {
         let spec = omega_agent::capture::TableSpec::read(&conn, t).unwrap();
-        let sql = format!("SELECT {} FROM {}", spec.column_list(), omega_agent::sql::quote_ident(t));
+        let sql = format!(
+            "SELECT {} FROM {}",
+            spec.column_list(),
+            omega_agent::sql::quote_ident(t)
+        );
         let mut stmt = conn.prepare(&sql).unwrap();
         let mut rows = stmt.query([]).unwrap();
         while let Some(r) = rows.next().unwrap() {
@@ -96,24 +129,44 @@ fn source_rows(source: &Path) -> Tables {
                 .columns
                 .iter()
                 .enumerate()
-                .map(|(i, c)| (c.clone(), omega_agent::source::cell::Cell::from_ref(r.get_ref(i).unwrap()).to_wire().0))
+                .map(|(i, c)| {
+                    (
+                        c.clone(),
+                        omega_agent::source::cell::Cell::from_ref(r.get_ref(i).unwrap())
+                            .to_wire()
+                            .0,
+                    )
+                })
                 .collect();
-            let pk: Vec<_> = spec.key_columns.iter().map(|k| row.iter().find(|(c, _)| c == k).unwrap().clone()).collect();
-            out.entry(t.to_string()).or_default().insert(omega_protocol::pk::canonical_pk(&pk), row);
+            let pk: Vec<_> = spec
+                .key_columns
+                .iter()
+                .map(|k| row.iter().find(|(c, _)| c == k).unwrap().clone())
+                .collect();
+            out.entry(t.to_string())
+                .or_default()
+                .insert(omega_protocol::pk::canonical_pk(&pk), row);
         }
     }
     out
 }
 
-async fn converge(wire: &Wire, source: &Path, within: Duration) {
+async fn converge(wire: &Wire, source: &Path, within: Duration, agent: &mut Child) {
     let want = source_rows(source);
     let deadline = Instant::now() + within;
     loop {
+        if let Some(status) = agent.try_wait().unwrap() {
+            panic!("the agent exited ({status}) before the mirror converged");
+        }
         let got = wire.mirror();
         if got == want {
             return;
         }
-        assert!(Instant::now() < deadline, "mirror from the wire differs from the source:\n{}", diff(&got, &want));
+        assert!(
+            Instant::now() < deadline,
+            "mirror from the wire differs from the source:\n{}",
+            diff(&got, &want)
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -138,7 +191,10 @@ fn kill9(child: &mut Child) {
 }
 
 fn cycles() -> usize {
-    std::env::var("OMEGA_FAULT_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(20)
+    std::env::var("OMEGA_FAULT_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,7 +222,7 @@ async fn kill_9_at_random_points_loses_no_change() {
         writer.await.unwrap();
     }
     let mut agent = device.start();
-    converge(&wire, &device.source(), Duration::from_secs(60)).await;
+    converge(&wire, &device.source(), Duration::from_secs(60), &mut agent).await;
     assert_stable_seqs(&wire);
     // A clean stop after convergence exits 0.
     let pid = agent.id().to_string();
@@ -182,12 +238,16 @@ async fn a_broker_restart_without_persistence_loses_no_change() {
     let wire = Wire::record(broker.addr(), &device.id).await;
     let mut agent = device.start();
     let source = device.source();
-    tokio::task::spawn_blocking(move || app_writes(&source, 0, 20)).await.unwrap();
+    tokio::task::spawn_blocking(move || app_writes(&source, 0, 20))
+        .await
+        .unwrap();
     // Restart while batches are (likely) in flight; the broker forgets every session.
     broker.restart();
     let source = device.source();
-    tokio::task::spawn_blocking(move || app_writes(&source, 20, 20)).await.unwrap();
-    converge(&wire, &device.source(), Duration::from_secs(60)).await;
+    tokio::task::spawn_blocking(move || app_writes(&source, 20, 20))
+        .await
+        .unwrap();
+    converge(&wire, &device.source(), Duration::from_secs(60), &mut agent).await;
     kill9(&mut agent);
 }
 
@@ -198,14 +258,20 @@ async fn status_reports_cursors_and_pending_counts() {
     let wire = Wire::record(broker, &device.id).await;
     let mut agent = device.start();
     let source = device.source();
-    tokio::task::spawn_blocking(move || app_writes(&source, 0, 3)).await.unwrap();
-    converge(&wire, &device.source(), Duration::from_secs(60)).await;
+    tokio::task::spawn_blocking(move || app_writes(&source, 0, 3))
+        .await
+        .unwrap();
+    converge(&wire, &device.source(), Duration::from_secs(60), &mut agent).await;
     let out = Command::new(env!("CARGO_BIN_EXE_omega"))
         .args(["agent", "status", "--json", "--config"])
         .arg(device.config())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["device_id"], device.id.as_str());
     let tables = v["tables"].as_array().unwrap();
