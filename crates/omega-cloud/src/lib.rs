@@ -11,7 +11,8 @@
 //! - [`apply`]: the one-transaction apply of a row batch (§4.3), generic over the store.
 //! - [`telemetry`]: the apply of a telemetry batch (ledger, seq checks, staging).
 //! - [`dedupe`]: the batch ledger and the confirmed point (`receipts.md` §3).
-//! - [`lineage`]: lineage records, status and pause causes (§6).
+//! - [`lineage`]: lineage records, status and pause causes (§6); [`lineage::ops`] reads them
+//!   and their mirror rows.
 //! - [`schema_review`]: classification (§7) and reviews (§8).
 //! - [`staging`] and [`replay`]: staged rows and their replay (§9).
 //! - [`materialize`]: mirror shapes, the fit check and version-guarded writes (§10).
@@ -21,6 +22,7 @@
 //! - [`policy`]: the schema policy and review scopes.
 //! - [`store`]: the [`store::Store`] trait and its PostgreSQL and SQLite implementations.
 //! - [`wire`]: wire encoding of stored values (stand-in until `omega-protocol` has it).
+//! - [`view`]: JSON views of records in the API's shapes (§18), for the CLI and the API.
 
 #![warn(missing_docs)]
 
@@ -39,4 +41,5 @@ pub mod snapshot;
 pub mod staging;
 pub mod store;
 pub mod telemetry;
+pub mod view;
 pub mod wire;

@@ -1,7 +1,9 @@
 //! Lineages: one per (device, source table) (`cloud.md` §6), and the pure rules that move them.
 //!
 //! Nothing here does I/O: the apply transaction loads a [`Lineage`] under its row lock, calls
-//! these methods, and saves it back.
+//! these methods, and saves it back. [`ops`] holds the store reads the CLI and API show.
+
+pub mod ops;
 
 use std::collections::BTreeSet;
 use std::fmt;

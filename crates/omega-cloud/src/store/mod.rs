@@ -150,6 +150,8 @@ pub struct MirrorRow {
     pub seq: i64,
     /// Tombstone.
     pub deleted: bool,
+    /// When this version was written (`_omega_updated_at`).
+    pub updated_at: OffsetDateTime,
 }
 
 /// Which implementation a store is.
@@ -339,12 +341,13 @@ pub trait StoreTx: Send {
         epoch: Uuid,
         seq: i64,
     ) -> impl Future<Output = StoreResult<u64>> + Send;
-    /// Reads a mirror, ordered by (device, key).
+    /// Reads a mirror, ordered by (device, key): at most `limit` rows when given.
     fn mirror_rows(
         &mut self,
         mirror: &MirrorDef,
         device: Option<&str>,
         include_deleted: bool,
+        limit: Option<usize>,
     ) -> impl Future<Output = StoreResult<Vec<MirrorRow>>> + Send;
 
     // ---- staging ----

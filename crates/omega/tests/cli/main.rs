@@ -4,4 +4,5 @@ mod agent_init;
 mod agent_run;
 mod agent_validate;
 mod bench;
+mod cloud_cli;
 mod support;

@@ -352,6 +352,7 @@ pub(super) async fn rows(
     d: &MirrorDef,
     device: Option<&str>,
     include_deleted: bool,
+    limit: Option<usize>,
 ) -> StoreResult<Vec<MirrorRow>> {
     let data: Vec<&MirrorColumn> = d.key_columns.iter().chain(&d.columns).collect();
     let mut cols = vec![q(DEVICE_COLUMN)];
@@ -366,8 +367,9 @@ pub(super) async fn rows(
         .chain(d.key_columns.iter().map(|k| q(&k.name)))
         .collect();
     let sql = format!(
-        "SELECT {}, \"_omega_epoch\", \"_omega_seq\", \"_omega_deleted\" FROM {} \
-         WHERE ($1::text IS NULL OR {} = $1) AND ($2 OR NOT \"_omega_deleted\") ORDER BY {}",
+        "SELECT {}, \"_omega_epoch\", \"_omega_seq\", \"_omega_deleted\", \"_omega_updated_at\" \
+         FROM {} WHERE ($1::text IS NULL OR {} = $1) AND ($2 OR NOT \"_omega_deleted\") \
+         ORDER BY {} LIMIT $3::int8",
         cols.join(", "),
         q(&d.name),
         q(DEVICE_COLUMN),
@@ -376,7 +378,9 @@ pub(super) async fn rows(
     let nk = d.key_columns.len();
     let n = data.len();
     let mut out = Vec::new();
-    for r in query(c, &sql, &[&device, &include_deleted]).await? {
+    // LIMIT NULL is no limit in PostgreSQL.
+    let limit = limit.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    for r in query(c, &sql, &[&device, &include_deleted, &limit]).await? {
         let mut key = Vec::with_capacity(nk);
         let mut values = Vec::with_capacity(n - nk);
         for (i, col) in data.iter().enumerate() {
@@ -390,6 +394,7 @@ pub(super) async fn rows(
             epoch: r.try_get(n + 1)?,
             seq: r.try_get(n + 2)?,
             deleted: r.try_get(n + 3)?,
+            updated_at: r.try_get(n + 4)?,
         });
     }
     Ok(out)

@@ -341,8 +341,9 @@ impl StoreTx for PgTx {
         m: &MirrorDef,
         device: Option<&str>,
         include_deleted: bool,
+        limit: Option<usize>,
     ) -> StoreResult<Vec<MirrorRow>> {
-        mirror::rows(self.c(), m, device, include_deleted).await
+        mirror::rows(self.c(), m, device, include_deleted, limit).await
     }
 
     async fn stage(&mut self, rows: &[StagedRow]) -> StoreResult<(i64, i64)> {

@@ -246,6 +246,7 @@ pub(super) fn rows(
     d: &MirrorDef,
     device: Option<&str>,
     include_deleted: bool,
+    limit: Option<usize>,
 ) -> StoreResult<Vec<MirrorRow>> {
     let mut cols = vec![q(DEVICE_COLUMN)];
     cols.extend(d.key_columns.iter().map(|k| q(&k.name)));
@@ -254,15 +255,18 @@ pub(super) fn rows(
         .chain(d.key_columns.iter().map(|k| q(&k.name)))
         .collect();
     let sql = format!(
-        "SELECT {}, \"_omega_epoch\", \"_omega_seq\", \"_omega_deleted\" FROM {} \
-         WHERE (?1 IS NULL OR {} = ?1) AND (?2 OR \"_omega_deleted\" = 0) ORDER BY {}",
+        "SELECT {}, \"_omega_epoch\", \"_omega_seq\", \"_omega_deleted\", \"_omega_updated_at\" \
+         FROM {} WHERE (?1 IS NULL OR {} = ?1) AND (?2 OR \"_omega_deleted\" = 0) ORDER BY {} \
+         LIMIT ?3",
         cols.join(", "),
         q(&d.name),
         q(DEVICE_COLUMN),
         order.join(", ")
     );
     let mut st = c.prepare(&sql)?;
-    let mut rows = st.query(params![device, include_deleted])?;
+    // A negative LIMIT is no limit in SQLite.
+    let limit = limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+    let mut rows = st.query(params![device, include_deleted, limit])?;
     let nk = d.key_columns.len();
     let nc = d.columns.len();
     let mut out = Vec::new();
@@ -276,6 +280,7 @@ pub(super) fn rows(
             values.push(from_value(r.get_ref(1 + nk + i)?)?);
         }
         let epoch: String = r.get(1 + nk + nc)?;
+        let updated_at: String = r.get(4 + nk + nc)?;
         out.push(MirrorRow {
             device_id: r.get(0)?,
             key,
@@ -283,6 +288,7 @@ pub(super) fn rows(
             epoch: parse_uuid("mirror _omega_epoch", &epoch)?,
             seq: r.get(2 + nk + nc)?,
             deleted: r.get(3 + nk + nc)?,
+            updated_at: codec::parse_time(&updated_at)?,
         });
     }
     Ok(out)

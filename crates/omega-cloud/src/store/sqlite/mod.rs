@@ -418,13 +418,15 @@ impl StoreTx for SqliteTx {
         m: &MirrorDef,
         device: Option<&str>,
         include_deleted: bool,
+        limit: Option<usize>,
     ) -> impl Future<Output = StoreResult<Vec<MirrorRow>>> + Send {
         let (m, device) = (m.clone(), device.map(str::to_string));
         on_thread!(self, |c| mirror::rows(
             c,
             &m,
             device.as_deref(),
-            include_deleted
+            include_deleted,
+            limit
         ))
     }
 
