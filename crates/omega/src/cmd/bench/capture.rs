@@ -5,8 +5,9 @@
 //!    transaction. Each repetition runs bare and captured back to back on new files and
 //!    alternates which goes first; the figure is the median of the per-pair ratios.
 //! 2. **Transaction latency** at 100 rows/txn (WAL): bare, captured with no agent, and
-//!    captured while a second thread drives `omega_agent::engine::Engine` as fast as it can (flush, then
-//!    `on_published` for everything built, which prunes under `delivery: puback`).
+//!    captured while a second thread drives `omega_agent::engine::Engine` as fast as it can
+//!    (flush, then `on_published` for everything built, which prunes under `delivery: puback`);
+//!    see [`super::latency`].
 //! 3. **Build rate**: rows per second `Engine::flush` turns into batch payloads (journal read,
 //!    row images, JSON), alone and with `on_published` — the agent's publish rate without a
 //!    network.
