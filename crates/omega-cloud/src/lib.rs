@@ -11,6 +11,7 @@
 //! - [`apply`]: the one-transaction apply of a row batch (§4.3), generic over the store.
 //! - [`telemetry`]: the apply of a telemetry batch (ledger, seq checks, staging).
 //! - [`dedupe`]: the batch ledger and the confirmed point (`receipts.md` §3).
+//! - [`receipts`]: signed delivery receipts to devices, coalesced per device (`receipts.md` §4).
 //! - [`lineage`]: lineage records, status and pause causes (§6); [`lineage::ops`] reads them
 //!   and their mirror rows.
 //! - [`schema_review`]: classification (§7) and reviews (§8).
@@ -35,6 +36,7 @@ pub mod materialize;
 pub mod naming;
 pub mod policy;
 pub mod quarantine;
+pub mod receipts;
 pub mod replay;
 pub mod schema_review;
 pub mod snapshot;

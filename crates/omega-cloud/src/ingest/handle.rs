@@ -12,10 +12,14 @@ use omega_protocol::topic::{DeviceTopicTemplate, Suffix};
 use omega_protocol::validate::{DeviceMessage, Rejection, RejectionCode, decode_device_message};
 use uuid::Uuid;
 
+use omega_protocol::message::RejectedBatch as ReceiptRejection;
+use tokio::sync::mpsc;
+
 use crate::apply::{ApplyError, ApplyOutcome, apply_row_batch};
 use crate::dedupe::BatchKind;
 use crate::policy::Policy;
 use crate::quarantine::{RejectedBatch, RejectedMessage, RejectionOutcome, quarantine_message};
+use crate::receipts::{DeviceNote, Note};
 use crate::store::{Store, StoreError, StoreTx};
 use crate::telemetry::apply_telemetry_batch;
 
@@ -42,6 +46,10 @@ pub struct IngestStats {
     pub acked: AtomicU64,
     /// Subscriptions the broker confirmed (one per connect).
     pub subscribed: AtomicU64,
+    /// Receipts published (`receipts.md` §4; a split receipt counts each part).
+    pub receipts: AtomicU64,
+    /// Receipt sends that failed (store read or publish) and were retried.
+    pub receipt_failures: AtomicU64,
 }
 
 impl IngestStats {
@@ -73,9 +81,38 @@ pub(crate) struct Worker<S> {
     pub policy: Policy,
     pub template: DeviceTopicTemplate,
     pub stats: Arc<IngestStats>,
+    /// Where committed messages are noted for receipts; `None` when receipts are off.
+    pub receipts: Option<mpsc::UnboundedSender<DeviceNote>>,
 }
 
 impl<S: Store> Worker<S> {
+    /// Tells the receipt sender what a committed message of `device` touched.
+    fn note(&self, device: &str, note: Note) {
+        if let Some(tx) = &self.receipts {
+            let _ = tx.send((device.to_string(), note));
+        }
+    }
+
+    fn note_lineage(&self, device: &str, table: &str) {
+        self.note(
+            device,
+            Note::Lineage {
+                table: table.to_string(),
+            },
+        );
+    }
+
+    fn note_rejected(&self, device: &str, batch_id: Uuid, table: Option<&str>, code: &str) {
+        self.note(
+            device,
+            Note::Rejected(ReceiptRejection {
+                batch_id: batch_id.to_string(),
+                source_table: table.map(str::to_string),
+                code: code.to_string(),
+            }),
+        );
+    }
+
     /// Handles one message until its effects are committed.
     pub async fn handle(&self, topic: &str, payload: &[u8], retain: bool) -> Handled {
         let outcome = self.handle_inner(topic, payload, retain).await;
@@ -121,8 +158,26 @@ impl<S: Store> Worker<S> {
         match message {
             DeviceMessage::RowBatch(batch) => {
                 let mut backoff = Backoff::new();
+                let table = batch.source_table.as_str();
                 loop {
-                    match apply_row_batch(&self.store, &self.policy, device, topic, &batch).await {
+                    let outcome =
+                        apply_row_batch(&self.store, &self.policy, device, topic, &batch).await;
+                    if let Ok(o) = &outcome {
+                        self.note_lineage(device, table);
+                        if let (Some(s), ApplyOutcome::Applied(_) | ApplyOutcome::Duplicate) =
+                            (&batch.snapshot, o)
+                            && let Ok(snapshot_id) = Uuid::parse_str(&s.id)
+                        {
+                            let table = table.to_string();
+                            self.note(device, Note::Snapshot { table, snapshot_id });
+                        }
+                        if let (ApplyOutcome::Rejected { code, .. }, Ok(id)) =
+                            (o, Uuid::parse_str(&batch.batch_id))
+                        {
+                            self.note_rejected(device, id, Some(table), code);
+                        }
+                    }
+                    match outcome {
                         Ok(ApplyOutcome::Duplicate) => return Handled::Duplicate,
                         Ok(ApplyOutcome::Applied(report)) => {
                             tracing::debug!(
@@ -149,10 +204,20 @@ impl<S: Store> Worker<S> {
             }
             DeviceMessage::TelemetryBatch(batch) => {
                 let mut backoff = Backoff::new();
+                let table = batch.source_table.as_str();
                 loop {
-                    match apply_telemetry_batch(&self.store, &self.policy, device, topic, &batch)
-                        .await
-                    {
+                    let outcome =
+                        apply_telemetry_batch(&self.store, &self.policy, device, topic, &batch)
+                            .await;
+                    if let Ok(o) = &outcome {
+                        self.note_lineage(device, table);
+                        if let (ApplyOutcome::Rejected { code, .. }, Ok(id)) =
+                            (o, Uuid::parse_str(&batch.batch_id))
+                        {
+                            self.note_rejected(device, id, Some(table), code);
+                        }
+                    }
+                    match outcome {
                         Ok(ApplyOutcome::Duplicate) => return Handled::Duplicate,
                         Ok(ApplyOutcome::Applied(_)) => return Handled::Applied,
                         Ok(ApplyOutcome::Rejected { .. }) => return Handled::Quarantined,
@@ -239,12 +304,26 @@ impl<S: Store> Worker<S> {
             batch,
         };
         let mut backoff = Backoff::new();
-        loop {
+        let outcome = loop {
             match quarantine_message(&self.store, &msg).await {
-                Ok(RejectionOutcome::Duplicate) => return Handled::Duplicate,
-                Ok(RejectionOutcome::Quarantined) => return Handled::Quarantined,
+                Ok(o) => break o,
                 Err(e) => backoff.wait(&self.stats, &e).await,
             }
+        };
+        // receipts.md §3.6, §4.4: a rejected batch of a known device moves its lineage's
+        // point and is named in the next receipt.
+        if let (Some(device), Some(batch_id)) = (device, batch_id) {
+            let table = msg.batch.source_table.as_deref();
+            if let Some(t) = table {
+                self.note_lineage(device, t);
+            }
+            if outcome == RejectionOutcome::Quarantined {
+                self.note_rejected(device, batch_id, table, msg.code);
+            }
+        }
+        match outcome {
+            RejectionOutcome::Duplicate => Handled::Duplicate,
+            RejectionOutcome::Quarantined => Handled::Quarantined,
         }
     }
 }

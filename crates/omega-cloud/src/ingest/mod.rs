@@ -7,7 +7,9 @@
 //! - each message is handled by one of `workers` concurrent tasks ([`handle`]): route,
 //!   validate, apply or quarantine, retrying store errors;
 //! - PUBACKs go in arrival order, each after its message's transaction committed
-//!   ([`acks::AckQueue`]), from a dedicated task so the event loop is never blocked on them.
+//!   ([`acks::AckQueue`]), from a dedicated task so the event loop is never blocked on them;
+//! - with [`IngestOptions::receipts`] set, committed messages are noted for the receipt
+//!   sender ([`crate::receipts`]), which publishes signed receipts on the same connection.
 //!
 //! [`serve`] takes the store and a shutdown future as arguments (mini-redis style), so tests
 //! run it in process against a real broker.
@@ -25,7 +27,7 @@ use omega_protocol::topic::{DeviceTopicTemplate, TopicError};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use self::acks::{AckQueue, Ticket};
@@ -33,6 +35,7 @@ use self::handle::Worker;
 pub use self::handle::{Handled, IngestStats};
 use crate::config::CloudConfig;
 use crate::policy::Policy;
+use crate::receipts::{self, DeviceNote, ReceiptOptions};
 use crate::replay;
 use crate::store::{AnyStore, Store};
 use crate::with_store;
@@ -45,6 +48,9 @@ const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// How long in-flight messages may finish after shutdown is requested.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How long pending receipts may take to go out at shutdown.
+const RECEIPT_FLUSH_GRACE: Duration = Duration::from_secs(3);
 
 /// What [`serve`] needs besides the store.
 #[derive(Debug, Clone)]
@@ -62,6 +68,9 @@ pub struct IngestOptions {
     pub policy: Policy,
     /// Session expiry requested from the broker.
     pub session_expiry: Duration,
+    /// Delivery receipts (`receipts.md` §4): the signing key and the pacing. `None` sends
+    /// none (for devices with `delivery: puback` only).
+    pub receipts: Option<ReceiptOptions>,
 }
 
 impl IngestOptions {
@@ -75,11 +84,14 @@ impl IngestOptions {
             workers: 4,
             policy,
             session_expiry: Duration::from_secs(24 * 3600),
+            receipts: None,
         }
     }
 
     /// Options from the validated `cloud.yaml` (`broker.*`, `ingest.*`, `policy.*`);
-    /// `hostname` fills `{hostname}` in `broker.client_id`.
+    /// `hostname` fills `{hostname}` in `broker.client_id`. Receipts stay off until the caller
+    /// sets [`IngestOptions::receipts`] (it needs the signing key, read with
+    /// [`crate::config::ControlConfig::read_key`], and `receipts.interval`).
     ///
     /// TLS and QUIC brokers are refused for now ([`IngestError::UnsupportedTransport`]).
     pub fn from_config(cfg: &CloudConfig, hostname: &str) -> Result<Self, IngestError> {
@@ -177,11 +189,29 @@ pub async fn serve_with_stats<S: Store>(
     mqtt.set_receive_maximum(Some(receive_max));
     let (client, mut eventloop) = AsyncClient::new(mqtt, usize::from(receive_max) + 16);
 
+    let (receipt_tx, receipt_flush, mut receipt_task) = match &opts.receipts {
+        Some(r) => {
+            let (tx, rx) = mpsc::unbounded_channel::<DeviceNote>();
+            let (flush_tx, flush_rx) = oneshot::channel();
+            let task = tokio::spawn(receipts::run_sender(
+                store.clone(),
+                client.clone(),
+                opts.device_topic.clone(),
+                r.clone(),
+                rx,
+                flush_rx,
+                stats.clone(),
+            ));
+            (Some(tx), Some(flush_tx), Some(task))
+        }
+        None => (None, None, None),
+    };
     let worker = Arc::new(Worker {
         store,
         policy: opts.policy,
         template: opts.device_topic.clone(),
         stats: stats.clone(),
+        receipts: receipt_tx,
     });
     let permits = Arc::new(Semaphore::new(opts.workers));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Ticket>();
@@ -264,6 +294,25 @@ pub async fn serve_with_stats<S: Store>(
     sweeper.abort();
     drop(ack_tx);
     let _ = acker.await;
+    // Receipts still pending go out now, while the connection carries them.
+    if let (Some(flush), Some(task)) = (receipt_flush, receipt_task.as_mut()) {
+        let _ = flush.send(());
+        let deadline = tokio::time::Instant::now() + RECEIPT_FLUSH_GRACE;
+        loop {
+            tokio::select! {
+                _ = &mut *task => break,
+                event = eventloop.poll() => {
+                    if event.is_err() {
+                        break;
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+    }
+    if let Some(task) = receipt_task {
+        task.abort();
+    }
     let _ = client.disconnect().await;
     // Flush the DISCONNECT (and any last PUBACK) out of the event loop.
     let flush = tokio::time::Instant::now() + Duration::from_secs(2);

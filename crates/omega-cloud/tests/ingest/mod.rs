@@ -9,6 +9,7 @@ use std::time::Duration;
 use omega_cloud::ingest::{IngestOptions, IngestStats, serve_with_stats};
 use omega_cloud::policy::Policy;
 use omega_cloud::quarantine::{self, QuarantineFilter};
+use omega_cloud::receipts::ReceiptOptions;
 use omega_cloud::store::{Store, StoreTx};
 use omega_protocol::message::{Op, RowChange};
 use omega_protocol::schema::Affinity;
@@ -61,6 +62,17 @@ struct Cloud {
 
 impl Cloud {
     async fn start<S: Store>(store: S, root: &str, client_id: &str, policy: Policy) -> Cloud {
+        Cloud::start_with(store, root, client_id, policy, None).await
+    }
+
+    /// [`Cloud::start`] with delivery receipts.
+    async fn start_with<S: Store>(
+        store: S,
+        root: &str,
+        client_id: &str,
+        policy: Policy,
+        receipts: Option<ReceiptOptions>,
+    ) -> Cloud {
         omega_testkit::mosquitto::machine_broker();
         let mut mqtt = MqttOptions::new(client_id, "127.0.0.1", 1883);
         mqtt.set_keep_alive(Duration::from_secs(5));
@@ -68,6 +80,7 @@ impl Cloud {
         let mut opts = IngestOptions::new(mqtt, template, policy);
         opts.shared_group = format!("g{}", Uuid::now_v7().simple());
         opts.session_expiry = Duration::from_secs(300);
+        opts.receipts = receipts;
         let stats = Arc::new(IngestStats::default());
         let (stop, stopped) = oneshot::channel::<()>();
         let s2 = stats.clone();
@@ -395,3 +408,6 @@ async fn messages_published_while_the_cloud_is_down_arrive_after_restart<S: Stor
         vec![(1, Some("while down".into()))]
     );
 }
+
+// After the helpers and `on_both_stores!`, which it uses.
+mod receipts;

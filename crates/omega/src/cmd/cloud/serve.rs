@@ -3,8 +3,9 @@
 //!
 //! Loads `cloud.yaml` and applies the flags over it (any error exits 2, naming the file or the
 //! flag), reads the control-signing key (exit 2 if it cannot be read), opens the store
-//! (migrations included), and runs ingest until SIGINT or SIGTERM: in-flight messages then get
-//! a grace period to commit and be acknowledged, and the process exits 0.
+//! (migrations included), and runs ingest with signed delivery receipts (`receipts.md` §4,
+//! paced by `receipts.interval`) until SIGINT or SIGTERM: in-flight messages then get a grace
+//! period to commit and be acknowledged, pending receipts are sent, and the process exits 0.
 //!
 //! Prints one line on stdout once the broker confirmed the subscription,
 //! `ready: subscribed to FILTER`, so scripts and tests can wait for it. Logs go to stderr.
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use omega_cloud::ingest::{IngestError, IngestOptions, IngestStats, serve_with_stats};
+use omega_cloud::receipts::ReceiptOptions;
 use omega_cloud::with_store;
 
 use super::ServeArgs;
@@ -43,8 +45,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .control
         .read_key(&cfg.file)
         .map_err(|e| UsageError(e.to_string()))?;
-    let opts = IngestOptions::from_config(&cfg, &hostname()).map_err(ingest_error)?;
-    let _ = key; // signs receipts (and controls) once they are sent
+    let mut opts = IngestOptions::from_config(&cfg, &hostname()).map_err(ingest_error)?;
+    opts.receipts = Some(ReceiptOptions::new(key, cfg.receipts_interval));
     let workers = opts.workers;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
