@@ -30,6 +30,12 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
             | OpenFlags::SQLITE_OPEN_URI,
     )?;
     conn.busy_timeout(AGENT_BUSY_TIMEOUT)?;
+    // Per connection, not persistent: in WAL mode the agent's own commits (pruning, trigger
+    // installs) need no fsync while holding the write lock; a lost prune is redone.
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+    if mode.eq_ignore_ascii_case("wal") {
+        conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+    }
     Ok(conn)
 }
 

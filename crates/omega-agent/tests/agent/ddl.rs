@@ -27,7 +27,7 @@ async fn add_column_mid_stream_carries_the_new_column_and_hash() {
     let agent = tokio::spawn(omega_agent::run::run(cfg, async move {
         let _ = stop_rx.await;
     }));
-    wait_for_triggers(&source, 9, &agent).await;
+    wait_for_triggers(&source, 12, &agent).await;
     let conn = app_conn(&source);
     conn.execute(r#"INSERT INTO "order" (id, item) VALUES (1, 'before')"#, [])
         .unwrap();
@@ -58,7 +58,7 @@ async fn add_column_mid_stream_carries_the_new_column_and_hash() {
     // existed need the enrollment snapshot of issue #8.)
     conn.execute_batch(r#"CREATE TABLE "late table" (k TEXT PRIMARY KEY NOT NULL, v);"#)
         .unwrap();
-    wait_for_triggers(&source, 12, &agent).await;
+    wait_for_triggers(&source, 16, &agent).await;
     conn.execute(r#"INSERT INTO "late table" VALUES ('b', 2)"#, [])
         .unwrap();
     until("the late table's row is published", || {

@@ -37,7 +37,7 @@ async fn changes_flow_over_mutual_tls_with_a_generated_pki() {
     let agent = tokio::spawn(omega_agent::run::run(cfg, async move {
         let _ = stop_rx.await;
     }));
-    wait_for_triggers(&source, 9, &agent).await;
+    wait_for_triggers(&source, 12, &agent).await;
     let conn = app_conn(&source);
     conn.execute(
         r#"INSERT INTO "order" (id, item, qty, price) VALUES (1, 'over tls', 2, 9.5)"#,

@@ -83,7 +83,7 @@ async fn every_change_of_a_mixed_workload_arrives_exactly_and_in_order() {
         let _ = stop_rx.await;
     }));
 
-    wait_for_triggers(&source, 9, &agent).await;
+    wait_for_triggers(&source, 12, &agent).await;
 
     // The application writes while the agent runs; none of its writes may fail.
     let writer_source = source.clone();
