@@ -8,6 +8,8 @@ pub mod bench;
 pub mod broker;
 #[cfg(feature = "cloud")]
 pub mod cloud;
+#[cfg(all(feature = "agent", feature = "cloud", feature = "broker"))]
+pub mod demo;
 
 use std::process::ExitCode;
 
@@ -41,6 +43,10 @@ enum Command {
     /// An embedded MQTT broker (3.1.1 and 5, TLS) for development, tests and the demo.
     #[cfg(feature = "broker")]
     Broker(broker::BrokerArgs),
+    /// Broker, cloud and agent on a sample database in a temp directory: rows land in the
+    /// mirror as you watch, then mirror and source are compared.
+    #[cfg(all(feature = "agent", feature = "cloud", feature = "broker"))]
+    Demo(demo::DemoArgs),
 }
 
 /// Runs the parsed command and returns the exit status.
@@ -54,6 +60,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cloud(cmd) => cloud::run(cmd),
         #[cfg(feature = "broker")]
         Command::Broker(args) => broker::run(args),
+        #[cfg(all(feature = "agent", feature = "cloud", feature = "broker"))]
+        Command::Demo(args) => demo::run(args, cli.verbose),
     }
 }
 

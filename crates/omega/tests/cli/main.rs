@@ -5,4 +5,5 @@ mod agent_run;
 mod agent_validate;
 mod bench;
 mod cloud_cli;
+mod demo;
 mod support;
