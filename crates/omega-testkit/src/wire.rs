@@ -21,6 +21,8 @@ type Best = BTreeMap<(String, String), ((String, i64), Option<Vec<(String, SqlVa
 pub struct Wire {
     /// Batches in arrival order.
     pub batches: Arc<Mutex<Vec<RowBatch>>>,
+    /// Payloads the protocol's validator refused, with the reason (must stay empty).
+    pub invalid: Arc<Mutex<Vec<String>>>,
     /// How many times the recorder's subscription was acknowledged (grows after reconnects).
     pub subscriptions: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -44,6 +46,7 @@ impl Wire {
         let mut tx = Some(tx);
         let batches = wire.batches.clone();
         let subacks = wire.subscriptions.clone();
+        let invalid = wire.invalid.clone();
         let topic = topic.to_string();
         tokio::spawn(async move {
             loop {
@@ -60,7 +63,7 @@ impl Wire {
                     Ok(Event::Incoming(Incoming::Publish(p))) => {
                         match decode_device_message(Suffix::RowsBatch, &p.payload) {
                             Ok(DeviceMessage::RowBatch(b)) => batches.lock().unwrap().push(b),
-                            other => panic!("agent published an invalid batch: {other:?}"),
+                            other => invalid.lock().unwrap().push(format!("{other:?}")),
                         }
                     }
                     Ok(_) => {}
@@ -78,6 +81,13 @@ impl Wire {
     /// The mirror the wire implies: per table, per canonical pk, the change with the greatest
     /// (epoch, commit_seq); deleted rows removed.
     pub fn mirror(&self) -> Tables {
+        let invalid = self.invalid.lock().unwrap();
+        assert!(
+            invalid.is_empty(),
+            "the agent published invalid batches: {:?}",
+            &invalid[..invalid.len().min(3)]
+        );
+        drop(invalid);
         let mut best: Best = BTreeMap::new();
         for b in self.batches.lock().unwrap().iter() {
             for r in &b.rows {

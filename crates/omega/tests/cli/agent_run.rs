@@ -61,11 +61,42 @@ sqlite-replication:
         self.dir.path().join("device.yaml")
     }
 
+    /// Starts the agent and, the first time, waits until its capture triggers exist: rows
+    /// written before that would need the enrollment snapshot (issue #8).
+    fn start_captured(&self) -> Child {
+        let mut child = self.start();
+        let conn = rusqlite::Connection::open(self.source()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let n: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            if n >= 4 * TABLES.len() as i64 {
+                return child;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the agent exited ({status}) before installing its triggers");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "triggers not installed within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn start(&self) -> Child {
         Command::new(env!("CARGO_BIN_EXE_omega"))
             .args(["agent", "run", "--config"])
             .arg(self.config())
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("OMEGA_TEST_AGENT_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -210,6 +241,7 @@ async fn kill_9_at_random_points_loses_no_change() {
         seed
     };
     let mut round = 0;
+    kill9(&mut device.start_captured());
     for _ in 0..cycles() {
         let mut agent = device.start();
         let source = device.source();
@@ -236,7 +268,7 @@ async fn a_broker_restart_without_persistence_loses_no_change() {
     let mut broker = Mosquitto::start();
     let device = Device::new("restart", &broker.url());
     let wire = Wire::record(broker.addr(), &device.id).await;
-    let mut agent = device.start();
+    let mut agent = device.start_captured();
     let source = device.source();
     tokio::task::spawn_blocking(move || app_writes(&source, 0, 20))
         .await
@@ -256,7 +288,7 @@ async fn status_reports_cursors_and_pending_counts() {
     let broker = machine_broker();
     let device = Device::new("status", &format!("mqtt://{broker}"));
     let wire = Wire::record(broker, &device.id).await;
-    let mut agent = device.start();
+    let mut agent = device.start_captured();
     let source = device.source();
     tokio::task::spawn_blocking(move || app_writes(&source, 0, 3))
         .await
