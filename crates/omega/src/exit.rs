@@ -14,7 +14,10 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
     for cause in err.chain().skip(1) {
         eprintln!("  caused by: {cause}");
     }
-    if err.chain().any(|c| c.downcast_ref::<UsageError>().is_some()) {
+    if err
+        .chain()
+        .any(|c| c.downcast_ref::<UsageError>().is_some())
+    {
         ExitCode::from(2)
     } else {
         ExitCode::from(1)

@@ -21,7 +21,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         tracing::warn!(path = %w.path, "{}", w.message);
     }
     let mut cfg = RunConfig::from_agent_config(&config);
-    cfg.verification = RunConfig::load_verification(&config).map_err(|e| UsageError(e.to_string()))?;
+    cfg.verification =
+        RunConfig::load_verification(&config).map_err(|e| UsageError(e.to_string()))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
