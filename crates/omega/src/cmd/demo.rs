@@ -189,12 +189,19 @@ async fn run_in(
     loop {
         tokio::select! {
             _ = tokio::time::sleep(POLL_EVERY) => {}
-            _ = &mut ctrl_c, if !interrupted => {
+            _ = &mut ctrl_c => {
+                if interrupted {
+                    anyhow::bail!("interrupted twice: stopped without checking the mirror");
+                }
                 interrupted = true;
+                ctrl_c.set(tokio::signal::ctrl_c());
                 if let Some(w) = &writer {
                     w.stop();
                 }
-                println!("interrupted: the application stops writing; waiting for the mirror");
+                println!(
+                    "interrupted: the application stops writing; waiting for the mirror \
+                     (interrupt again to give up)"
+                );
             }
         }
         let counts = Counts {

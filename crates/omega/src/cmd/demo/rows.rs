@@ -191,3 +191,71 @@ pub fn compare(
     }
     check
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(items: &[(&str, SqlValue)]) -> Values {
+        items
+            .iter()
+            .map(|(k, v)| (k.to_string(), wire(v)))
+            .collect()
+    }
+
+    fn entry(v: Values, deleted: bool) -> MirrorEntry {
+        MirrorEntry {
+            values: v,
+            version: (Uuid::nil(), 1),
+            deleted,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn wire_encoding_tells_integers_reals_infinities_and_blobs_apart() {
+        assert_eq!(wire(&SqlValue::Integer(2)), "2");
+        assert_eq!(wire(&SqlValue::Real(2.0)), "2.0");
+        assert_eq!(wire(&SqlValue::Real(f64::INFINITY)), r#"{"$real":"inf"}"#);
+        assert_eq!(wire(&SqlValue::Blob(vec![0, 1])), r#"{"$blob":"AAE="}"#);
+    }
+
+    #[test]
+    fn compare_reports_each_kind_of_difference() {
+        let row = |id: i64, w: SqlValue| values(&[("id", SqlValue::Integer(id)), ("w", w)]);
+        let source: BTreeMap<String, Values> = [
+            ("id=1".into(), row(1, SqlValue::Real(2.0))),
+            ("id=2".into(), row(2, SqlValue::Null)),
+            ("id=3".into(), row(3, SqlValue::Null)),
+            ("id=5".into(), row(5, SqlValue::Real(f64::INFINITY))),
+        ]
+        .into();
+        let mirror: BTreeMap<String, MirrorEntry> = [
+            ("id=1".into(), entry(row(1, SqlValue::Integer(2)), false)),
+            ("id=3".into(), entry(row(3, SqlValue::Null), true)),
+            ("id=4".into(), entry(row(4, SqlValue::Null), false)),
+            (
+                "id=5".into(),
+                entry(row(5, SqlValue::Real(f64::INFINITY)), false),
+            ),
+            ("id=6".into(), entry(row(6, SqlValue::Null), true)),
+        ]
+        .into();
+        let check = compare("t", &source, &mirror);
+        assert_eq!(
+            check.differences,
+            [
+                "t id=1: w: mirror 2 != source 2.0",
+                "t id=3: deleted in the mirror, present in the source",
+                "t id=4: in the mirror, deleted or absent in the source",
+                "t id=2: missing from the mirror",
+            ]
+        );
+        assert_eq!(
+            (check.source_rows, check.mirror_rows, check.tombstones),
+            (4, 3, 2)
+        );
+        let equal = compare("t", &source, &BTreeMap::new());
+        assert_eq!(equal.differences.len(), 4);
+    }
+}

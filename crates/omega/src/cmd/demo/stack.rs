@@ -1,7 +1,8 @@
 //! The three components of the demo, in process: the embedded broker on a free loopback port,
 //! a cloud (ingest with signed receipts, `auto_approve`) over a store, and an agent on the
-//! sample database. The agent gets its own thread and runtime, as a separate device process
-//! would have.
+//! sample database. The agent gets its own thread and a current-thread runtime, as a separate
+//! device process would have (and `omega_agent::run::run` keeps its span entered across
+//! awaits, which only a runtime of its own keeps from leaking into other tasks).
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
