@@ -164,12 +164,7 @@ mod tests {
 
     fn rows_lineage(table: &str, confirmed: i64) -> Lineage {
         let mut l = Lineage::new("d1", table, OffsetDateTime::UNIX_EPOCH);
-        l.accept_row_batch(
-            v7(5),
-            confirmed,
-            "h",
-            OffsetDateTime::UNIX_EPOCH,
-        );
+        l.accept_row_batch(v7(5), confirmed, "h", OffsetDateTime::UNIX_EPOCH);
         l.confirmed_through = confirmed;
         l
     }

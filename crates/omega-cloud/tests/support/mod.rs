@@ -183,7 +183,10 @@ pub async fn mirror<S: Store>(s: &S, name: &str) -> MirrorDef {
 pub async fn rows<S: Store>(s: &S, name: &str, include_deleted: bool) -> Vec<MirrorRow> {
     let m = mirror(s, name).await;
     let mut tx = s.begin().await.unwrap();
-    let r = tx.mirror_rows(&m, None, include_deleted, None).await.unwrap();
+    let r = tx
+        .mirror_rows(&m, None, include_deleted, None)
+        .await
+        .unwrap();
     tx.rollback().await.unwrap();
     r
 }

@@ -5,5 +5,6 @@ mod agent_run;
 mod agent_validate;
 mod bench;
 mod cloud_cli;
+mod cloud_e2e;
 mod demo;
 mod support;

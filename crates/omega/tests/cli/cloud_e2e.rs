@@ -1,0 +1,563 @@
+//! End to end through processes: `omega agent run` → the machine's mosquitto
+//! (127.0.0.1:1883) → `omega cloud serve` → a store (a fresh PostgreSQL database, or SQLite),
+//! with `policy.auto_approve`, `delivery: receipts` and a control key pair from
+//! `omega cloud keygen`. The mirror, read back with `omega cloud rows --json`, must equal the
+//! source row for row (hostile names and values), and the agent's confirmed cursors must
+//! reach its published ones: receipts really flow, signed and verified.
+//!
+//! Every test has its own root topic, device id, client id and shared group; conditions are
+//! polled with deadlines.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use omega_protocol::value::SqlValue;
+use omega_testkit::mosquitto::machine_broker;
+use omega_testkit::postgres::PostgresDb;
+use rusqlite::types::ValueRef;
+use serde_json::{Map, Value};
+
+/// Keywords, quotes, spaces, non-ASCII and a source column named `device_id` (mirrored as
+/// `device_id_src`); BLOB and composite keys.
+const SCHEMA: &str = r#"
+    PRAGMA journal_mode = WAL;
+    CREATE TABLE readings (id INTEGER PRIMARY KEY NOT NULL, device_id TEXT, sensor TEXT,
+                           value REAL, raw BLOB);
+    CREATE TABLE "order" ("select" TEXT NOT NULL, "group" INTEGER NOT NULL, "a""b" TEXT,
+                          qty INTEGER, PRIMARY KEY ("select", "group")) WITHOUT ROWID;
+    CREATE TABLE "naïve tablé ""q""" (k BLOB PRIMARY KEY NOT NULL, v TEXT, r REAL);
+"#;
+const TABLES: [&str; 3] = ["readings", "order", "naïve tablé \"q\""];
+
+const CONVERGE: Duration = Duration::from_secs(90);
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &omega_protocol::ids::new_v7().replace('-', "")[12..]
+    )
+}
+
+fn omega(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_omega"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run omega")
+}
+
+/// A child process that is killed when the guard drops, so a failing test leaves none behind.
+struct Proc(Option<Child>);
+
+impl Proc {
+    /// SIGTERM, then the exit status must be 0.
+    fn sigterm(mut self) {
+        let mut child = self.0.take().unwrap();
+        let pid = child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "SIGTERM exit status {status}");
+    }
+
+    /// SIGKILL.
+    fn kill9(mut self) {
+        let mut child = self.0.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One test's files: the key pair, the cloud config, the device config and source.
+struct Setup {
+    dir: tempfile::TempDir,
+    root: String,
+    device: String,
+    store_url: String,
+}
+
+impl Setup {
+    /// `store` is `None` for a SQLite store in the test directory.
+    fn new(prefix: &str, store: Option<&str>) -> Setup {
+        let broker = machine_broker();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let root = unique(&format!("e2e-{prefix}"));
+        let device = unique(prefix);
+        let keys = d.join("keys");
+        let out = omega(&["cloud", "keygen", "--out", keys.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "keygen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let store_url = match store {
+            Some(url) => url.to_string(),
+            None => format!("sqlite://{}", d.join("cloud.db").display()),
+        };
+        let cloud = format!(
+            "broker:\n  url: mqtt://{broker}\n  client_id: cloud-{root}\n\
+             ingest:\n  device_topic: {root}/{{device}}\n  shared_group: g-{root}\n  workers: 4\n\
+             store:\n  url: {store_url}\n\
+             policy:\n  auto_approve: true\n\
+             control:\n  signing_key_path: keys/control.key\n\
+             receipts:\n  interval: 200ms\n"
+        );
+        std::fs::write(d.join("cloud.yaml"), cloud).unwrap();
+        rusqlite::Connection::open(d.join("source.db"))
+            .unwrap()
+            .execute_batch(SCHEMA)
+            .unwrap();
+        let agent = format!(
+            r#"name: {device}
+connection:
+  server_url: mqtt://{broker}
+  device_id: {device}
+  root_topic: {root}/{device}
+  mqtt:
+    keep_alive: 5s
+security:
+  capabilities: {{ sqlite-replication: true }}
+  signed_control: {{ enabled: true, public_key_path: {pubkey} }}
+sqlite-replication:
+  source_db_path: source.db
+  state_db_path: state/state.db
+  flush_interval: 100ms
+  delivery: receipts
+  receipt_timeout: 5s
+"#,
+            pubkey = keys.join("control.pub").display()
+        );
+        std::fs::write(d.join("device.yaml"), agent).unwrap();
+        Setup {
+            dir,
+            root,
+            device,
+            store_url,
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn source(&self) -> PathBuf {
+        self.path("source.db")
+    }
+
+    /// Starts `omega cloud serve` and waits for its ready line.
+    fn start_cloud(&self) -> Proc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_omega"))
+            .args(["cloud", "serve", "--config"])
+            .arg(self.path("cloud.yaml"))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start omega cloud serve");
+        let stdout = child.stdout.take().unwrap();
+        let child = Proc(Some(child));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if line.starts_with("ready:") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => assert!(line.contains(&self.root), "{line}"),
+            Err(_) => {
+                drop(child);
+                panic!(
+                    "omega cloud serve printed no ready line within 30 s (is mosquitto running on \
+                     127.0.0.1:1883? `apt-get install -y mosquitto`)"
+                );
+            }
+        }
+        child
+    }
+
+    /// Starts `omega agent run` and waits until its triggers are installed on every table.
+    fn start_agent(&self) -> Proc {
+        let child = Command::new(env!("CARGO_BIN_EXE_omega"))
+            .args(["agent", "run", "--config"])
+            .arg(self.path("device.yaml"))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start omega agent run");
+        let child = Proc(Some(child));
+        let conn = rusqlite::Connection::open(self.source()).unwrap();
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        omega_testkit::wait::until_true("capture triggers on every table", CONVERGE, || {
+            TABLES.iter().all(|t| {
+                conn.query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1",
+                    [t],
+                    |r| r.get::<_, i64>(0),
+                )
+                .unwrap()
+                    > 0
+            })
+        });
+        child
+    }
+
+    /// `omega cloud <args> --store URL --json`.
+    fn cloud_json(&self, args: &[&str]) -> Result<Value, String> {
+        let mut all = vec!["cloud"];
+        all.extend_from_slice(args);
+        all.extend(["--store", &self.store_url, "--json"]);
+        let out = omega(&all);
+        if out.status.success() {
+            Ok(serde_json::from_slice(&out.stdout).unwrap())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// The mirror, through `omega cloud rows --json`, keyed like [`source_rows`].
+    fn mirror_rows(&self) -> Rows {
+        let mut out = Rows::new();
+        for t in TABLES {
+            let args = [
+                "rows",
+                "--device",
+                &self.device,
+                "--table",
+                t,
+                "--limit",
+                "1000000",
+            ];
+            let Ok(v) = self.cloud_json(&args) else {
+                continue; // no lineage or mirror yet
+            };
+            let source_of: BTreeMap<&str, &str> = v["columns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    (
+                        c["name"].as_str().unwrap(),
+                        c["source"]
+                            .as_str()
+                            .expect("every mirror column has a source"),
+                    )
+                })
+                .collect();
+            let rename = |m: &Map<String, Value>| -> Map<String, Value> {
+                m.iter()
+                    .map(|(k, v)| (source_of[k.as_str()].to_string(), v.clone()))
+                    .collect()
+            };
+            let table = out.entry(t.to_string()).or_default();
+            for item in v["items"].as_array().unwrap() {
+                assert_eq!(item["deleted"], false, "tombstones are not listed");
+                let pk = rename(item["pk"].as_object().unwrap());
+                let row = rename(item["row"].as_object().unwrap());
+                table.insert(Value::Object(pk).to_string(), row);
+            }
+        }
+        out
+    }
+
+    /// `omega agent status --json`.
+    fn agent_status(&self) -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_omega"))
+            .args(["agent", "status", "--json", "--config"])
+            .arg(self.path("device.yaml"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Polls until the mirror equals the source, then until every table's confirmed cursor
+    /// reached its published one (only verified receipts move it) and the cloud's points
+    /// equal its last commit_seq.
+    fn converge(&self) {
+        let want = source_rows(&self.source());
+        assert_eq!(want.len(), TABLES.len(), "every source table has rows");
+        let deadline = Instant::now() + CONVERGE;
+        loop {
+            let got = self.mirror_rows();
+            if got == want {
+                break;
+            }
+            if Instant::now() > deadline {
+                panic!("the mirror differs from the source:\n{}", diff(&got, &want));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        omega_testkit::wait::until_true(
+            "confirmed cursors at the published ones",
+            CONVERGE,
+            || {
+                let s = self.agent_status();
+                s["receipts_seen"] == true
+                    && s["tables"].as_array().unwrap().iter().all(|t| {
+                        t["last_published_commit_seq"].as_i64() > Some(0)
+                            && t["confirmed_commit_seq"] == t["last_published_commit_seq"]
+                    })
+            },
+        );
+        let lineages = self
+            .cloud_json(&["lineages", "--device", &self.device])
+            .unwrap();
+        let items = lineages["items"].as_array().unwrap();
+        assert_eq!(items.len(), TABLES.len(), "{lineages:#}");
+        for l in items {
+            assert_eq!(l["status"], "active", "{l:#}");
+            assert_eq!(l["confirmed_through"], l["last_commit_seq"], "{l:#}");
+        }
+        let q = self
+            .cloud_json(&["quarantine", "--device", &self.device])
+            .unwrap();
+        assert_eq!(q["items"], Value::Array(vec![]), "nothing quarantined");
+    }
+}
+
+/// table → canonical pk (JSON of the key columns by name) → column → wire value.
+type Rows = BTreeMap<String, BTreeMap<String, Map<String, Value>>>;
+
+fn sql_value(v: ValueRef<'_>) -> SqlValue {
+    match v {
+        ValueRef::Null => SqlValue::Null,
+        ValueRef::Integer(i) => SqlValue::Integer(i),
+        ValueRef::Real(r) => SqlValue::Real(r),
+        ValueRef::Text(t) => SqlValue::Text(String::from_utf8(t.to_vec()).unwrap()),
+        ValueRef::Blob(b) => SqlValue::Blob(b.to_vec()),
+    }
+}
+
+/// The source, read with rusqlite, in wire encoding.
+fn source_rows(source: &Path) -> Rows {
+    let conn = rusqlite::Connection::open(source).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let mut out = Rows::new();
+    for t in TABLES {
+        let mut info = conn
+            .prepare(&format!("PRAGMA table_info({})", quote(t)))
+            .unwrap();
+        let cols: Vec<(String, bool)> = info
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(1)?, r.get::<_, i64>(5)? > 0))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let list: Vec<String> = cols.iter().map(|(c, _)| quote(c)).collect();
+        let mut stmt = conn
+            .prepare(&format!("SELECT {} FROM {}", list.join(", "), quote(t)))
+            .unwrap();
+        let mut rows = stmt.query([]).unwrap();
+        let table: &mut BTreeMap<String, Map<String, Value>> =
+            out.entry(t.to_string()).or_default();
+        while let Some(r) = rows.next().unwrap() {
+            let mut pk = Map::new();
+            let mut row = Map::new();
+            for (i, (c, is_key)) in cols.iter().enumerate() {
+                let v = omega_cloud::view::value(&sql_value(r.get_ref(i).unwrap()));
+                if *is_key {
+                    pk.insert(c.clone(), v.clone());
+                }
+                row.insert(c.clone(), v);
+            }
+            table.insert(Value::Object(pk).to_string(), row);
+        }
+    }
+    out.retain(|_, rows| !rows.is_empty());
+    out
+}
+
+fn diff(got: &Rows, want: &Rows) -> String {
+    let mut lines = Vec::new();
+    for t in TABLES {
+        let (g, w) = (got.get(t), want.get(t));
+        let empty = BTreeMap::new();
+        let (g, w) = (g.unwrap_or(&empty), w.unwrap_or(&empty));
+        for (k, row) in w {
+            match g.get(k) {
+                None => lines.push(format!("{t} {k}: missing from the mirror")),
+                Some(m) if m != row => {
+                    lines.push(format!("{t} {k}: mirror {m:?} != source {row:?}"))
+                }
+                _ => {}
+            }
+        }
+        for k in g.keys().filter(|k| !w.contains_key(*k)) {
+            lines.push(format!("{t} {k}: in the mirror only"));
+        }
+    }
+    let n = lines.len();
+    lines.truncate(20);
+    format!("{n} difference(s), first ones:\n{}", lines.join("\n"))
+}
+
+/// `rounds` transactions of inserts, updates and deletes with hostile values on every table.
+fn app_writes(source: &Path, start: i64, rounds: i64) {
+    const TEXTS: [&str; 6] = [
+        "",
+        "naïve ✓ 表",
+        "quote ' \" \\ back",
+        "line\nbreak\ttab",
+        "😀 emoji",
+        "SELECT 1; --",
+    ];
+    const REALS: [f64; 6] = [
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        0.1,
+        1e300,
+        -2.5,
+        9_007_199_254_740_993.0,
+    ];
+    let conn = rusqlite::Connection::open(source).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let naive = quote(TABLES[2]);
+    for r in start..start + rounds {
+        let tx = conn.unchecked_transaction().unwrap();
+        if r == 0 {
+            for id in [i64::MIN, i64::MAX, 9_007_199_254_740_993] {
+                tx.execute(
+                    "INSERT INTO readings VALUES (?1, 'spoof', 'extreme', -0.5, x'00')",
+                    [id],
+                )
+                .unwrap();
+            }
+        }
+        for i in 0..20i64 {
+            let id = r * 100 + i;
+            let u = usize::try_from(i).unwrap();
+            let text = (i % 7 != 6).then(|| TEXTS[u % TEXTS.len()]);
+            let real = (i % 8 != 7).then(|| REALS[u % REALS.len()]);
+            let blob: Option<Vec<u8>> = match i % 4 {
+                0 => None,
+                1 => Some(vec![]),
+                2 => Some((0..=255).collect()),
+                _ => Some(vec![0, 255, u8::try_from(r % 256).unwrap()]),
+            };
+            tx.execute(
+                "INSERT INTO readings (id, device_id, sensor, value, raw) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (id) DO UPDATE SET device_id = excluded.device_id, \
+                 sensor = excluded.sensor, value = excluded.value, raw = excluded.raw",
+                rusqlite::params![id, format!("other-{i}"), text, real, blob],
+            )
+            .unwrap();
+            tx.execute(
+                r#"INSERT INTO "order" ("select", "group", "a""b", qty) VALUES (?1, ?2, ?3, ?4)
+                   ON CONFLICT DO UPDATE SET qty = excluded.qty, "a""b" = excluded."a""b""#,
+                rusqlite::params![
+                    format!("k'{}", i % 7),
+                    r % 5,
+                    text,
+                    (i % 3 != 0).then_some(i64::MAX - i)
+                ],
+            )
+            .unwrap();
+            tx.execute(
+                &format!("INSERT OR REPLACE INTO {naive} (k, v, r) VALUES (?1, ?2, ?3)"),
+                rusqlite::params![vec![0u8, u8::try_from(i).unwrap(), 0xff], text, real],
+            )
+            .unwrap();
+        }
+        tx.execute(
+            "UPDATE readings SET value = -value, sensor = 'updated' WHERE id % 7 = 0 AND id >= ?1",
+            [r * 100],
+        )
+        .unwrap();
+        tx.execute(
+            "DELETE FROM readings WHERE id % 11 = 0 AND id >= ?1",
+            [r * 100],
+        )
+        .unwrap();
+        tx.execute(&format!("DELETE FROM {naive} WHERE length(v) = 0"), [])
+            .unwrap();
+        tx.commit().unwrap();
+    }
+}
+
+/// (a) and (b): start both, write, converge, stop both gracefully.
+fn mirror_equals_source(setup: &Setup) {
+    let cloud = setup.start_cloud();
+    let agent = setup.start_agent();
+    app_writes(&setup.source(), 0, 8);
+    setup.converge();
+    // More changes after a first convergence, including updates of mirrored rows.
+    app_writes(&setup.source(), 3, 4);
+    setup.converge();
+    agent.sigterm();
+    cloud.sigterm();
+}
+
+#[test]
+fn agent_to_cloud_on_postgres_mirrors_the_source_exactly_and_confirms_by_receipt() {
+    let db = PostgresDb::fresh();
+    let setup = Setup::new("pg", Some(db.url()));
+    mirror_equals_source(&setup);
+}
+
+#[test]
+fn agent_to_cloud_on_sqlite_mirrors_the_source_exactly_and_confirms_by_receipt() {
+    let setup = Setup::new("lite", None);
+    mirror_equals_source(&setup);
+}
+
+#[test]
+fn kill_9_of_cloud_serve_mid_stream_still_converges_exactly() {
+    let db = PostgresDb::fresh();
+    let setup = Setup::new("cloudkill", Some(db.url()));
+    let mut cloud = setup.start_cloud();
+    let agent = setup.start_agent();
+    let source = setup.source();
+    let cycles: u64 = std::env::var("OMEGA_FAULT_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let rounds = i64::try_from(cycles * 10).unwrap();
+    let writer = std::thread::spawn(move || {
+        for round in 0..rounds {
+            app_writes(&source, round, 1);
+            // The application's pace: batches keep flowing while the cloud dies.
+            std::thread::sleep(Duration::from_millis(40));
+        }
+    });
+    let mut seed = u64::from(std::process::id()) ^ 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..cycles {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        // The fault point: somewhere in apply, commit, PUBACK or receipt.
+        std::thread::sleep(Duration::from_millis(100 + seed % 300));
+        cloud.kill9();
+        cloud = setup.start_cloud();
+    }
+    writer.join().unwrap();
+    setup.converge();
+    agent.sigterm();
+    cloud.sigterm();
+}
