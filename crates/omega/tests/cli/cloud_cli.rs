@@ -97,6 +97,57 @@ fn store_commands_without_a_usable_store_exit_2() {
     );
 }
 
+#[test]
+fn serve_exits_2_on_configuration_errors_naming_the_file_or_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let keys = d.join("keys");
+    assert!(
+        omega(&["cloud", "keygen", "--out", keys.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let cfg = d.join("cloud.yaml");
+    let c = cfg.to_str().unwrap();
+    let write = |yaml: &str| std::fs::write(&cfg, yaml).unwrap();
+    let serve = |extra: &[&str]| {
+        let mut args = vec!["cloud", "serve", "--config", c];
+        args.extend_from_slice(extra);
+        let out = omega(&args);
+        (
+            code(&out),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let good = "store:\n  url: sqlite://cloud.db\ncontrol:\n  signing_key_path: keys/control.key\n";
+
+    let (status, err) = serve(&[]);
+    assert_eq!(status, 2, "no file: {err}");
+    write("control:\n  signing_key_path: keys/control.key\n  colour: blue\n");
+    let (status, err) = serve(&[]);
+    assert_eq!(status, 2, "{err}");
+    assert!(
+        err.contains("cloud.yaml") && err.contains("colour"),
+        "{err}"
+    );
+    write("store:\n  url: sqlite://cloud.db\ncontrol:\n  signing_key_path: keys/missing.key\n");
+    let (status, err) = serve(&[]);
+    assert_eq!(status, 2, "{err}");
+    assert!(err.contains("control.signing_key_path"), "{err}");
+    write(good);
+    for (flag, value) in [
+        ("--workers", "0"),
+        ("--broker", "http://x"),
+        ("--store", "mysql://x"),
+        ("--http", "not an address"),
+    ] {
+        let (status, err) = serve(&[flag, value]);
+        assert_eq!(status, 2, "{flag} {value}: {err}");
+        assert!(err.contains(flag), "{flag}: {err}");
+    }
+    assert!(!d.join("cloud.db").exists(), "nothing started");
+}
+
 fn columns() -> SchemaColumns {
     let col = |name: &str, a, pk| ColumnInfo {
         name: name.into(),
