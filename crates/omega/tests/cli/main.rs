@@ -4,7 +4,9 @@ mod agent_init;
 mod agent_run;
 mod agent_validate;
 mod bench;
+#[cfg(feature = "cloud")]
 mod cloud_cli;
+#[cfg(all(feature = "agent", feature = "cloud"))]
 mod cloud_e2e;
 mod demo;
 mod support;
