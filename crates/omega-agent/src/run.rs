@@ -161,14 +161,29 @@ pub async fn run(
     cfg: RunConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, RunError> {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "agent",
+        device_id = %cfg.engine.device_id,
+        journal_epoch = tracing::field::Empty
+    );
+    run_in_span(cfg, shutdown, span.clone())
+        .instrument(span)
+        .await
+}
+
+async fn run_in_span(
+    cfg: RunConfig,
+    shutdown: impl Future<Output = ()>,
+    span: tracing::Span,
+) -> Result<RunSummary, RunError> {
     let engine_cfg = cfg.engine.clone();
     let engine = tokio::task::spawn_blocking(move || Engine::open(engine_cfg))
         .await
         .map_err(|e| RunError::Join(e.to_string()))??;
     let device = cfg.engine.device_id.clone();
     let epoch = engine.epoch().to_string();
-    let span = tracing::info_span!("agent", device_id = %device, journal_epoch = %epoch);
-    let _enter = span.enter();
+    span.record("journal_epoch", epoch.as_str());
     tracing::info!(tables = ?engine.table_names(), "capture enrolled");
     if matches!(cfg.verification, Verification::Disabled) {
         tracing::warn!(
