@@ -27,6 +27,7 @@
 
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod apply;
 pub mod config;
 pub mod dedupe;

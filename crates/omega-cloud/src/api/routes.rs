@@ -1,0 +1,439 @@
+//! Route handlers. Each reads or writes through the crate's operations (`lineage::ops`,
+//! `schema_review::ops`, `quarantine`) and answers with the JSON of [`crate::view`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{ApiError, ApiState};
+use crate::lineage::ops::RowsQuery;
+use crate::lineage::{Lineage, LineageStatus};
+use crate::quarantine::QuarantineFilter;
+use crate::schema_review::decide::{ApproveRequest, ColumnRequest};
+use crate::schema_review::{ColumnAction, ReviewStatus};
+use crate::store::{LineageFilter, Store};
+use crate::{lineage, quarantine, schema_review, view, with_store};
+
+type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
+
+fn params(p: Params) -> Result<HashMap<String, String>, ApiError> {
+    p.map(|Query(m)| m)
+        .map_err(|e| ApiError::InvalidRequest(e.body_text()))
+}
+
+fn uuid(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::InvalidRequest(format!("`{id}` is not a UUID")))
+}
+
+fn flag(p: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> {
+    match p.get(name).map(String::as_str) {
+        None | Some("false" | "0") => Ok(false),
+        Some("true" | "1" | "") => Ok(true),
+        Some(v) => Err(ApiError::InvalidRequest(format!(
+            "`{name}` must be true or false, not `{v}`"
+        ))),
+    }
+}
+
+/// One page of a whole list (§18.4): `limit` (1–1000, default 100) and `cursor` (the opaque
+/// position returned as `next_cursor`).
+fn page(p: &HashMap<String, String>, items: Vec<Value>) -> Result<Value, ApiError> {
+    let limit = match p.get("limit") {
+        None => 100,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                return Err(ApiError::InvalidRequest(format!(
+                    "`limit` must be 1 to 1000, not `{l}`"
+                )));
+            }
+        },
+    };
+    let start = match p.get("cursor") {
+        None => 0,
+        Some(c) => c
+            .parse::<usize>()
+            .map_err(|_| ApiError::InvalidRequest(format!("`cursor` `{c}` is not valid")))?,
+    };
+    let end = start.saturating_add(limit).min(items.len());
+    let next = (end < items.len()).then(|| end.to_string());
+    let items: Vec<Value> = items
+        .into_iter()
+        .skip(start)
+        .take(end.saturating_sub(start))
+        .collect();
+    Ok(json!({ "items": items, "next_cursor": next }))
+}
+
+async fn ping(state: &ApiState) -> Result<(), crate::store::StoreError> {
+    with_store!(&state.inner.store, s => {
+        let tx = s.begin().await?;
+        let _ = crate::store::StoreTx::rollback(tx).await;
+        Ok(())
+    })
+}
+
+/// `GET /v1/health`.
+pub(super) async fn health(State(state): State<ApiState>) -> Response {
+    let store = ping(&state).await;
+    let broker = match &state.inner.stats {
+        Some(s) if s.subscribed.load(Ordering::Relaxed) > 0 => "connected",
+        Some(_) => "disconnected",
+        None => "unknown",
+    };
+    if let Err(e) = &store {
+        tracing::warn!(error = %e, "health: store ping failed");
+    }
+    let ok = store.is_ok();
+    let body = json!({
+        "status": if ok { "ok" } else { "degraded" },
+        "store": if ok { "ok" } else { "unavailable" },
+        "broker": broker,
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+/// `GET /v1/metrics`: Prometheus text (§19) from the ingest counters of this process and a
+/// store read of lineages and pending reviews.
+pub(super) async fn metrics(State(state): State<ApiState>) -> Response {
+    let mut out = String::new();
+    let mut counter = |name: &str, help: &str, v: u64| {
+        let _ = writeln!(out, "# HELP omega_cloud_{name} {help}");
+        let _ = writeln!(out, "# TYPE omega_cloud_{name} counter");
+        let _ = writeln!(out, "omega_cloud_{name} {v}");
+    };
+    if let Some(s) = &state.inner.stats {
+        let l = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        counter(
+            "messages_received_total",
+            "Messages received on the subscription.",
+            l(&s.received),
+        );
+        counter(
+            "batches_applied_total",
+            "Batches applied (materialized and/or staged).",
+            l(&s.applied),
+        );
+        counter(
+            "batches_quarantined_total",
+            "Messages quarantined.",
+            l(&s.quarantined),
+        );
+        counter(
+            "duplicate_deliveries_total",
+            "Deliveries of a batch already in the ledger.",
+            l(&s.duplicates),
+        );
+        counter(
+            "schema_observations_total",
+            "Schema observations recorded.",
+            l(&s.observations),
+        );
+        counter(
+            "control_acks_total",
+            "Control ACKs received.",
+            l(&s.control_acks),
+        );
+        counter(
+            "messages_skipped_total",
+            "Messages skipped (own topics, retained).",
+            l(&s.skipped),
+        );
+        counter(
+            "store_retries_total",
+            "Store attempts that failed and were retried.",
+            l(&s.store_retries),
+        );
+        counter("pubacks_total", "PUBACKs sent.", l(&s.acked));
+        counter(
+            "subscriptions_total",
+            "Subscriptions the broker confirmed.",
+            l(&s.subscribed),
+        );
+        counter("receipts_total", "Receipts published.", l(&s.receipts));
+        counter(
+            "receipt_failures_total",
+            "Receipt sends that failed and were retried.",
+            l(&s.receipt_failures),
+        );
+    }
+    let gauges = with_store!(&state.inner.store, s => async {
+        let lineages = lineage::ops::list(s, &LineageFilter::default()).await?;
+        let pending = schema_review::ops::list(s, Some(ReviewStatus::Pending)).await?;
+        Ok::<_, crate::store::StoreError>((lineages, pending.len()))
+    }.await);
+    let up = gauges.is_ok();
+    let _ = writeln!(
+        out,
+        "# HELP omega_cloud_store_up Whether the last store read succeeded.\n\
+         # TYPE omega_cloud_store_up gauge\nomega_cloud_store_up {}",
+        u8::from(up)
+    );
+    match gauges {
+        Ok((lineages, pending)) => lineage_gauges(&mut out, &lineages, pending),
+        Err(e) => tracing::warn!(error = %e, "metrics: store read failed"),
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+fn lineage_gauges(out: &mut String, lineages: &[Lineage], pending_reviews: usize) {
+    let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut by_cause: BTreeMap<&str, u64> = BTreeMap::new();
+    let (mut rows, mut bytes) = (0i64, 0i64);
+    for s in [LineageStatus::Active, LineageStatus::Paused] {
+        by_status.insert(s.as_str(), 0);
+    }
+    for l in lineages {
+        *by_status.entry(l.status().as_str()).or_default() += 1;
+        for c in &l.pause_causes {
+            *by_cause.entry(c.as_str()).or_default() += 1;
+        }
+        rows += l.staged_rows;
+        bytes += l.staged_bytes;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP omega_cloud_lineages Lineages by status.\n# TYPE omega_cloud_lineages gauge"
+    );
+    for (s, n) in by_status {
+        let _ = writeln!(out, "omega_cloud_lineages{{status=\"{s}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP omega_cloud_paused_lineages Paused lineages by cause.\n\
+         # TYPE omega_cloud_paused_lineages gauge"
+    );
+    for (c, n) in by_cause {
+        let _ = writeln!(out, "omega_cloud_paused_lineages{{cause=\"{c}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP omega_cloud_staged_rows Staged rows over all lineages.\n\
+         # TYPE omega_cloud_staged_rows gauge\nomega_cloud_staged_rows {rows}\n\
+         # HELP omega_cloud_staged_bytes Staged bytes over all lineages.\n\
+         # TYPE omega_cloud_staged_bytes gauge\nomega_cloud_staged_bytes {bytes}\n\
+         # HELP omega_cloud_pending_reviews Reviews awaiting a decision.\n\
+         # TYPE omega_cloud_pending_reviews gauge\nomega_cloud_pending_reviews {pending_reviews}"
+    );
+}
+
+/// `GET /v1/lineages?device=&table=&status=`.
+pub(super) async fn lineages(
+    State(state): State<ApiState>,
+    q: Params,
+) -> Result<Response, ApiError> {
+    let p = params(q)?;
+    let status = match p.get("status") {
+        None => None,
+        Some(s) => Some(LineageStatus::parse(s).ok_or_else(|| {
+            ApiError::InvalidRequest(format!("`status` must be active or paused, not `{s}`"))
+        })?),
+    };
+    let filter = LineageFilter {
+        device_id: p.get("device").cloned(),
+        source_table: p.get("table").cloned(),
+        status,
+    };
+    let list = with_store!(&state.inner.store, s => lineage::ops::list(s, &filter).await)?;
+    let items = list.iter().map(view::lineage).collect();
+    Ok(Json(page(&p, items)?).into_response())
+}
+
+async fn lineage_by_id(state: &ApiState, id: &str) -> Result<Lineage, ApiError> {
+    let id = uuid(id)?;
+    let all = with_store!(&state.inner.store, s => lineage::ops::list(s, &LineageFilter::default()).await)?;
+    all.into_iter()
+        .find(|l| l.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("no lineage {id}")))
+}
+
+/// `GET /v1/lineages/{id}`: the lineage object. Schemas, pending controls and snapshots have
+/// no store read yet and are answered as empty lists.
+pub(super) async fn lineage(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let l = lineage_by_id(&state, &id).await?;
+    Ok(Json(json!({
+        "lineage": view::lineage(&l),
+        "schemas": [],
+        "pending_controls": [],
+        "snapshots": [],
+    }))
+    .into_response())
+}
+
+/// `GET /v1/lineages/{id}/rows?include_deleted=`.
+pub(super) async fn rows(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    q: Params,
+) -> Result<Response, ApiError> {
+    let p = params(q)?;
+    let include_deleted = flag(&p, "include_deleted")?;
+    let l = lineage_by_id(&state, &id).await?;
+    let query = RowsQuery {
+        include_deleted,
+        limit: None,
+    };
+    let rows = with_store!(&state.inner.store, s => {
+        lineage::ops::rows(s, &l.device_id, &l.source_table, query).await
+    })?;
+    let mut v = view::rows(&rows);
+    let items = match v.get_mut("items").map(Value::take) {
+        Some(Value::Array(a)) => a,
+        _ => Vec::new(),
+    };
+    let paged = page(&p, items)?;
+    if let Value::Object(m) = &mut v {
+        m.insert("items".into(), paged["items"].clone());
+        m.insert("next_cursor".into(), paged["next_cursor"].clone());
+    }
+    Ok(Json(v).into_response())
+}
+
+/// `GET /v1/reviews?status=`.
+pub(super) async fn reviews(
+    State(state): State<ApiState>,
+    q: Params,
+) -> Result<Response, ApiError> {
+    let p = params(q)?;
+    let status = match p.get("status") {
+        None => None,
+        Some(s) => Some(ReviewStatus::parse(s).ok_or_else(|| {
+            ApiError::InvalidRequest(format!("`status` `{s}` is not a review status"))
+        })?),
+    };
+    let list = with_store!(&state.inner.store, s => schema_review::ops::list(s, status).await)?;
+    let items = list.iter().map(view::review).collect();
+    Ok(Json(page(&p, items)?).into_response())
+}
+
+/// `GET /v1/reviews/{id}`.
+pub(super) async fn review(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = uuid(&id)?;
+    let d = with_store!(&state.inner.store, s => schema_review::ops::show(s, id).await)?;
+    Ok(Json(view::review_detail(&d)).into_response())
+}
+
+/// The body of `POST /v1/reviews/{id}/approve` (§8.2).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct ApproveBody {
+    columns: Vec<ColumnBody>,
+    all_mirror: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ColumnBody {
+    name: String,
+    action: String,
+    #[serde(rename = "as")]
+    as_name: Option<String>,
+}
+
+/// The body of `POST /v1/reviews/{id}/reject` (§8.3).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RejectBody {
+    reason: Option<String>,
+}
+
+fn body<T: for<'de> Deserialize<'de> + Default>(b: &Bytes) -> Result<T, ApiError> {
+    if b.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(b).map_err(|e| ApiError::InvalidRequest(format!("request body: {e}")))
+}
+
+/// `POST /v1/reviews/{id}/approve`: 200 with the review.
+pub(super) async fn approve(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    b: Bytes,
+) -> Result<Response, ApiError> {
+    let id = uuid(&id)?;
+    let req: ApproveBody = body(&b)?;
+    let mut columns = Vec::with_capacity(req.columns.len());
+    for c in req.columns {
+        let action = match c.action.as_str() {
+            "mirror" => ColumnAction::Mirror,
+            "ignore" => ColumnAction::Ignore,
+            other => {
+                return Err(ApiError::InvalidRequest(format!(
+                    "column `{}`: action must be mirror or ignore, not `{other}`",
+                    c.name
+                )));
+            }
+        };
+        columns.push(ColumnRequest {
+            name: c.name,
+            action,
+            as_name: c.as_name,
+        });
+    }
+    let req = ApproveRequest {
+        columns,
+        all_mirror: req.all_mirror,
+    };
+    let policy = state.inner.policy;
+    let (review, _replayed) = with_store!(&state.inner.store, s => {
+        schema_review::ops::approve(s, &policy, id, &req).await
+    })?;
+    Ok(Json(view::review(&review)).into_response())
+}
+
+/// `POST /v1/reviews/{id}/reject`: 200 with the review.
+pub(super) async fn reject(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    b: Bytes,
+) -> Result<Response, ApiError> {
+    let id = uuid(&id)?;
+    let req: RejectBody = body(&b)?;
+    let review = with_store!(&state.inner.store, s => {
+        schema_review::ops::reject(s, id, req.reason.as_deref()).await
+    })?;
+    Ok(Json(view::review(&review)).into_response())
+}
+
+/// `GET /v1/quarantine?device=&code=`.
+pub(super) async fn quarantine(
+    State(state): State<ApiState>,
+    q: Params,
+) -> Result<Response, ApiError> {
+    let p = params(q)?;
+    if p.contains_key("since") {
+        return Err(ApiError::NotImplemented(
+            "the `since` filter of GET /v1/quarantine",
+        ));
+    }
+    let filter = QuarantineFilter {
+        device_id: p.get("device").cloned(),
+        code: p.get("code").cloned(),
+        limit: None,
+    };
+    let list = with_store!(&state.inner.store, s => quarantine::list(s, &filter).await)?;
+    let items = list.iter().map(view::quarantine).collect();
+    Ok(Json(page(&p, items)?).into_response())
+}

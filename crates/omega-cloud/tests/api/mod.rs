@@ -1,0 +1,392 @@
+//! The HTTP API (`cloud.md` §18) in process: [`omega_cloud::api::router`] driven with
+//! `tower::ServiceExt::oneshot` over a real store (SQLite, and PostgreSQL for the review flow).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use omega_cloud::api::{ApiState, router};
+use omega_cloud::ingest::IngestStats;
+use omega_cloud::policy::Policy;
+use omega_cloud::store::AnyStore;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+use crate::support::*;
+
+const TOKEN: &str = "s3cret-token";
+
+fn state(store: AnyStore, token: Option<&str>) -> (ApiState, Arc<IngestStats>) {
+    let stats = Arc::new(IngestStats::default());
+    let st = ApiState::new(
+        store,
+        Policy::default(),
+        token.map(str::to_string),
+        Some(stats.clone()),
+    );
+    (st, stats)
+}
+
+struct Reply {
+    status: StatusCode,
+    text: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("{e}: {}", self.text))
+    }
+
+    fn error_code(&self) -> String {
+        let v = self.json();
+        assert!(v["error"]["message"].is_string(), "{v}");
+        v["error"]["code"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+async fn call(
+    st: &ApiState,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    idem: Option<&str>,
+    body: Option<Value>,
+) -> Reply {
+    let mut b = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    if let Some(k) = idem {
+        b = b.header("Idempotency-Key", k);
+    }
+    let req = match body {
+        Some(v) => b
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(v.to_string()))
+            .unwrap(),
+        None => b.body(Body::empty()).unwrap(),
+    };
+    let resp = router(st.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
+        .await
+        .unwrap();
+    Reply {
+        status,
+        text: String::from_utf8(bytes.to_vec()).unwrap(),
+    }
+}
+
+async fn get(st: &ApiState, uri: &str) -> Reply {
+    call(st, "GET", uri, Some(TOKEN), None, None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_open_and_everything_else_needs_the_token() {
+    let (store, _g) = sqlite_store().await;
+    let (st, stats) = state(AnyStore::Sqlite(store), Some(TOKEN));
+    let r = call(&st, "GET", "/v1/health", None, None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let v = r.json();
+    assert_eq!(
+        (&v["status"], &v["store"], &v["broker"]),
+        (&json!("ok"), &json!("ok"), &json!("disconnected"))
+    );
+    assert!(v["version"].is_string());
+    stats.subscribed.fetch_add(1, Ordering::Relaxed);
+    assert_eq!(
+        call(&st, "GET", "/v1/health", None, None, None)
+            .await
+            .json()["broker"],
+        "connected"
+    );
+
+    for uri in [
+        "/v1/lineages",
+        "/v1/reviews",
+        "/v1/metrics",
+        "/v1/quarantine",
+    ] {
+        let r = call(&st, "GET", uri, None, None, None).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{uri}");
+        assert_eq!(r.error_code(), "unauthorized");
+        let r = call(&st, "GET", uri, Some("wrong"), None, None).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{uri}");
+        assert_eq!(r.error_code(), "unauthorized");
+        assert_eq!(get(&st, uri).await.status, StatusCode::OK, "{uri}");
+    }
+    let r = call(&st, "POST", "/v1/reviews/x/reject", None, None, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_no_authentication_is_asked() {
+    let (store, _g) = sqlite_store().await;
+    let (st, _) = state(AnyStore::Sqlite(store), None);
+    let r = call(&st, "GET", "/v1/lineages", None, None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json(), json!({"items": [], "next_cursor": null}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_have_the_one_shape() {
+    let (store, _g) = sqlite_store().await;
+    let (st, _) = state(AnyStore::Sqlite(store), Some(TOKEN));
+    let r = get(&st, &format!("/v1/lineages/{}", Uuid::now_v7())).await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (StatusCode::NOT_FOUND, "not_found".into())
+    );
+    let r = get(&st, &format!("/v1/reviews/{}", Uuid::now_v7())).await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (StatusCode::NOT_FOUND, "not_found".into())
+    );
+    let r = get(&st, "/v1/nothing-here").await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (StatusCode::NOT_FOUND, "not_found".into())
+    );
+    let r = get(&st, "/v1/lineages/not-a-uuid").await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (StatusCode::BAD_REQUEST, "invalid_request".into())
+    );
+    let r = get(&st, "/v1/lineages?limit=1001").await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (StatusCode::BAD_REQUEST, "invalid_request".into())
+    );
+    let r = get(&st, "/v1/lineages?status=sleeping").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let id = Uuid::now_v7();
+    for path in ["pause", "resume", "resnapshot", "purge-staged"] {
+        let r = call(
+            &st,
+            "POST",
+            &format!("/v1/lineages/{id}/{path}"),
+            Some(TOKEN),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(
+            (r.status, r.error_code()),
+            (StatusCode::NOT_IMPLEMENTED, "not_implemented".into()),
+            "{path}"
+        );
+    }
+    let r = get(&st, &format!("/v1/lineages/{id}/staged")).await;
+    assert_eq!(r.status, StatusCode::NOT_IMPLEMENTED);
+    let r = call(&st, "POST", "/v1/jitr", None, None, Some(json!({}))).await;
+    assert_eq!(r.status, StatusCode::NOT_IMPLEMENTED);
+    let r = call(
+        &st,
+        "POST",
+        &format!("/v1/reviews/{id}/approve"),
+        Some(TOKEN),
+        None,
+        Some(json!({"all_mirror": "yes"})),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (StatusCode::BAD_REQUEST, "invalid_request".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_prometheus_text() {
+    let (store, _g) = sqlite_store().await;
+    let p = Policy::default();
+    apply(
+        &store,
+        &p,
+        "d1",
+        &batch(&device_state(), epoch(1), vec![upsert(1, 1, "a")]),
+    )
+    .await;
+    let (st, stats) = state(AnyStore::Sqlite(store), Some(TOKEN));
+    stats.received.fetch_add(3, Ordering::Relaxed);
+    stats.applied.fetch_add(2, Ordering::Relaxed);
+    let r = get(&st, "/v1/metrics").await;
+    assert_eq!(r.status, StatusCode::OK);
+    for line in [
+        "omega_cloud_messages_received_total 3",
+        "omega_cloud_batches_applied_total 2",
+        "omega_cloud_batches_quarantined_total 0",
+        "omega_cloud_duplicate_deliveries_total 0",
+        "omega_cloud_store_up 1",
+        "omega_cloud_lineages{status=\"paused\"} 1",
+        "omega_cloud_paused_lineages{cause=\"schema_review\"} 1",
+        "omega_cloud_staged_rows 1",
+        "omega_cloud_pending_reviews 1",
+    ] {
+        assert!(
+            r.text.lines().any(|l| l == line),
+            "no `{line}` in\n{}",
+            r.text
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_review_flow() {
+    let (store, _g) = sqlite_store().await;
+    review_flow(AnyStore::Sqlite(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_review_flow() {
+    let (store, _g) = postgres_store().await;
+    review_flow(AnyStore::Postgres(store)).await;
+}
+
+/// A batch applied through the store API; its lineage and review over HTTP; approval errors,
+/// idempotent approval, the mirror rows; quarantine.
+async fn review_flow(store: AnyStore) {
+    let p = Policy::default();
+    let b = batch(
+        &device_state(),
+        epoch(1),
+        vec![upsert(1, 1, "a"), upsert(2, 2, "b")],
+    );
+    omega_cloud::with_store!(&store, s => { apply(s, &p, "d1", &b).await; });
+    let (st, _) = state(store, Some(TOKEN));
+
+    let r = get(&st, "/v1/lineages?device=d1&table=device_state").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let v = r.json();
+    assert_eq!(v["next_cursor"], Value::Null);
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{v}");
+    assert_eq!(items[0]["device_id"], "d1");
+    assert_eq!(items[0]["status"], "paused");
+    assert_eq!(items[0]["pause_causes"], json!(["schema_review"]));
+    let lid = items[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        get(&st, "/v1/lineages?device=d2").await.json()["items"],
+        json!([])
+    );
+    let r = get(&st, &format!("/v1/lineages/{lid}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["lineage"]["id"], lid.as_str());
+    let r = get(&st, &format!("/v1/lineages/{lid}/rows")).await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (StatusCode::NOT_FOUND, "no_mirror".into())
+    );
+
+    let v = get(&st, "/v1/reviews?status=pending").await.json();
+    let reviews = v["items"].as_array().unwrap();
+    assert_eq!(reviews.len(), 1, "{v}");
+    let rid = reviews[0]["id"].as_str().unwrap().to_string();
+    let r = get(&st, &format!("/v1/reviews/{rid}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["devices"], json!(["d1"]));
+    assert_eq!(r.json()["staged_rows"], 2);
+
+    let approve = format!("/v1/reviews/{rid}/approve");
+    let r = call(&st, "POST", &approve, Some(TOKEN), None, Some(json!({}))).await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "incomplete_column_actions".into()
+        ),
+        "{}",
+        r.text
+    );
+    let bad = json!({"columns": [{"name": "mode", "action": "mirror", "as": "_omega_x"}], "all_mirror": true});
+    let r = call(&st, "POST", &approve, Some(TOKEN), None, Some(bad)).await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_column_name".into()
+        )
+    );
+
+    let body = json!({"all_mirror": true});
+    let first = call(
+        &st,
+        "POST",
+        &approve,
+        Some(TOKEN),
+        Some("k-1"),
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    assert_eq!(first.json()["status"], "approved");
+    // Replay: the stored answer, not a 409 from running it again.
+    let again = call(
+        &st,
+        "POST",
+        &approve,
+        Some(TOKEN),
+        Some("k-1"),
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!((again.status, &again.text), (StatusCode::OK, &first.text));
+    let reused = call(
+        &st,
+        "POST",
+        &approve,
+        Some(TOKEN),
+        Some("k-1"),
+        Some(json!({"all_mirror": true, "columns": []})),
+    )
+    .await;
+    assert_eq!(
+        (reused.status, reused.error_code()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused".into()
+        )
+    );
+    let r = call(&st, "POST", &approve, Some(TOKEN), None, Some(body)).await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (StatusCode::CONFLICT, "review_not_pending".into())
+    );
+    let r = call(
+        &st,
+        "POST",
+        &format!("/v1/reviews/{rid}/reject"),
+        Some(TOKEN),
+        None,
+        Some(json!({"reason": "late"})),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (StatusCode::CONFLICT, "review_not_pending".into())
+    );
+
+    let v = get(&st, &format!("/v1/lineages/{lid}")).await.json();
+    assert_eq!(v["lineage"]["status"], "active", "{v}");
+    let r = get(&st, &format!("/v1/lineages/{lid}/rows")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let v = r.json();
+    assert_eq!(v["mirror_table"], "edge_mirror_device_state");
+    assert_eq!(v["items"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v["items"][0]["row"]["mode"], "a");
+    let v = get(&st, &format!("/v1/lineages/{lid}/rows?limit=1"))
+        .await
+        .json();
+    assert_eq!(v["items"].as_array().unwrap().len(), 1);
+    assert_eq!(v["next_cursor"], "1");
+    let v = get(&st, &format!("/v1/lineages/{lid}/rows?limit=1&cursor=1"))
+        .await
+        .json();
+    assert_eq!(v["items"][0]["row"]["mode"], "b");
+    assert_eq!(v["next_cursor"], Value::Null);
+
+    let r = get(&st, "/v1/quarantine?device=d1").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["items"], json!([]));
+}
