@@ -32,6 +32,9 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.busy_timeout(AGENT_BUSY_TIMEOUT)?;
     // Per connection, not persistent: in WAL mode the agent's own commits (pruning, trigger
     // installs) need no fsync while holding the write lock; a lost prune is redone.
+    // A small page cache: the agent reads the journal's tail and single rows by key, so a
+    // large cache buys little and counts against the device's memory (per connection).
+    conn.execute_batch("PRAGMA cache_size = -512")?;
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
     if mode.eq_ignore_ascii_case("wal") {
         conn.execute_batch("PRAGMA synchronous = NORMAL")?;
