@@ -150,3 +150,62 @@ pub fn diff(got: &Tables, want: &Tables) -> String {
     }
     out.join("\n")
 }
+
+/// The source's current rows in the shape of [`Wire::mirror`]: per table, per canonical pk,
+/// every column (declaration order) in wire values. Read with plain SQL, independently of the
+/// agent's own code.
+pub fn source_rows(path: &std::path::Path, tables: &[&str]) -> Tables {
+    use rusqlite::types::ValueRef;
+    let conn = rusqlite::Connection::open(path).expect("open source");
+    let mut out = Tables::new();
+    for t in tables {
+        let mut cols: Vec<(String, i64)> = Vec::new();
+        let mut info = conn
+            .prepare("SELECT name, pk FROM pragma_table_info(?1)")
+            .expect("table_info");
+        let rows = info
+            .query_map([t], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("table_info rows");
+        for r in rows {
+            cols.push(r.expect("column"));
+        }
+        let mut keys: Vec<&(String, i64)> = cols.iter().filter(|(_, pk)| *pk > 0).collect();
+        keys.sort_by_key(|(_, pk)| *pk);
+        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        let list: Vec<String> = cols.iter().map(|(c, _)| quote(c)).collect();
+        let sql = format!("SELECT {} FROM {}", list.join(", "), quote(t));
+        let mut stmt = conn.prepare(&sql).expect("select");
+        let mut rows = stmt.query([]).expect("query");
+        while let Some(r) = rows.next().expect("row") {
+            let row: Vec<(String, SqlValue)> = cols
+                .iter()
+                .enumerate()
+                .map(|(i, (c, _))| {
+                    let v = match r.get_ref(i).expect("value") {
+                        ValueRef::Null => SqlValue::Null,
+                        ValueRef::Integer(i) => SqlValue::Integer(i),
+                        ValueRef::Real(f) => SqlValue::Real(f),
+                        ValueRef::Text(b) => {
+                            SqlValue::Text(String::from_utf8_lossy(b).into_owned())
+                        }
+                        ValueRef::Blob(b) => SqlValue::Blob(b.to_vec()),
+                    };
+                    (c.clone(), v)
+                })
+                .collect();
+            let pk: Vec<(String, SqlValue)> = keys
+                .iter()
+                .map(|(k, _)| {
+                    row.iter()
+                        .find(|(c, _)| c == k)
+                        .expect("key column")
+                        .clone()
+                })
+                .collect();
+            out.entry(t.to_string())
+                .or_default()
+                .insert(omega_protocol::pk::canonical_pk(&pk), row);
+        }
+    }
+    out
+}

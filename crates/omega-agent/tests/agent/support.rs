@@ -1,15 +1,13 @@
 //! Shared fixtures: a source database with hostile tables, an application writer, a wire
 //! recorder subscribed with an independent MQTT client, and the mirror rebuilt from the wire.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use omega_agent::engine::{Delivery, EngineConfig};
 use omega_agent::run::RunConfig;
 use omega_agent::transport::MqttSettings;
-use omega_protocol::value::SqlValue;
-pub use omega_testkit::wire::{Tables, Wire, diff};
+pub use omega_testkit::wire::{Wire, diff, source_rows};
 
 /// Tables whose names and values are hostile on purpose.
 pub const SCHEMA: &str = r#"
@@ -66,38 +64,6 @@ pub fn run_config(dir: &Path, source: &Path, device: &str, broker_url: &str) -> 
         verification: omega_agent::downlink::Verification::Disabled,
         max_control_bytes: 65_536,
     }
-}
-
-/// The source's current rows in the same shape as [`Wire::mirror`].
-pub fn source_rows(path: &Path, tables: &[&str]) -> Tables {
-    let conn = rusqlite::Connection::open(path).unwrap();
-    let mut out: Tables = BTreeMap::new();
-    for t in tables {
-        let spec = omega_agent::capture::TableSpec::read(&conn, t).unwrap();
-        let sql = format!(
-            "SELECT {} FROM {}",
-            spec.column_list(),
-            omega_agent::sql::quote_ident(t)
-        );
-        let mut stmt = conn.prepare(&sql).unwrap();
-        let mut rows = stmt.query([]).unwrap();
-        while let Some(r) = rows.next().unwrap() {
-            let mut row = Vec::new();
-            for (i, c) in spec.columns.iter().enumerate() {
-                let cell = omega_agent::source::cell::Cell::from_ref(r.get_ref(i).unwrap());
-                row.push((c.clone(), cell.to_wire().0));
-            }
-            let pk: Vec<(String, SqlValue)> = spec
-                .key_columns
-                .iter()
-                .map(|k| row.iter().find(|(c, _)| c == k).unwrap().clone())
-                .collect();
-            out.entry(t.to_string())
-                .or_default()
-                .insert(omega_protocol::pk::canonical_pk(&pk), row);
-        }
-    }
-    out
 }
 
 /// Routes the agent's logs to the test output (`RUST_LOG` filters; default info).

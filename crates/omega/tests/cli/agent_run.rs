@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use omega_testkit::mosquitto::{Mosquitto, machine_broker};
-use omega_testkit::wire::{Tables, Wire, diff};
+use omega_testkit::wire::{Wire, diff, source_rows};
 
 const SCHEMA: &str = r#"
     PRAGMA journal_mode = WAL;
@@ -143,47 +143,8 @@ fn app_writes(source: &Path, start: i64, rounds: i64) {
     }
 }
 
-fn source_rows(source: &Path) -> Tables {
-    let conn = rusqlite::Connection::open(source).unwrap();
-    let mut out = Tables::new();
-    for t in TABLES {
-        let spec = omega_agent::capture::TableSpec::read(&conn, t).unwrap();
-        let sql = format!(
-            "SELECT {} FROM {}",
-            spec.column_list(),
-            omega_agent::sql::quote_ident(t)
-        );
-        let mut stmt = conn.prepare(&sql).unwrap();
-        let mut rows = stmt.query([]).unwrap();
-        while let Some(r) = rows.next().unwrap() {
-            let row: Vec<_> = spec
-                .columns
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    (
-                        c.clone(),
-                        omega_agent::source::cell::Cell::from_ref(r.get_ref(i).unwrap())
-                            .to_wire()
-                            .0,
-                    )
-                })
-                .collect();
-            let pk: Vec<_> = spec
-                .key_columns
-                .iter()
-                .map(|k| row.iter().find(|(c, _)| c == k).unwrap().clone())
-                .collect();
-            out.entry(t.to_string())
-                .or_default()
-                .insert(omega_protocol::pk::canonical_pk(&pk), row);
-        }
-    }
-    out
-}
-
 async fn converge(wire: &Wire, source: &Path, within: Duration, agent: &mut Child) {
-    let want = source_rows(source);
+    let want = source_rows(source, &TABLES);
     let deadline = Instant::now() + within;
     loop {
         if let Some(status) = agent.try_wait().unwrap() {
