@@ -257,7 +257,8 @@ pub(super) async fn lineages(
 
 async fn lineage_by_id(state: &ApiState, id: &str) -> Result<Lineage, ApiError> {
     let id = uuid(id)?;
-    let all = with_store!(&state.inner.store, s => lineage::ops::list(s, &LineageFilter::default()).await)?;
+    let all = LineageFilter::default();
+    let all = with_store!(&state.inner.store, s => lineage::ops::list(s, &all).await)?;
     all.into_iter()
         .find(|l| l.id == id)
         .ok_or_else(|| ApiError::not_found(format!("no lineage {id}")))

@@ -299,7 +299,10 @@ async fn review_flow(store: AnyStore) {
         "{}",
         r.text
     );
-    let bad = json!({"columns": [{"name": "mode", "action": "mirror", "as": "_omega_x"}], "all_mirror": true});
+    let bad = json!({
+        "columns": [{"name": "mode", "action": "mirror", "as": "_omega_x"}],
+        "all_mirror": true,
+    });
     let r = call(&st, "POST", &approve, Some(TOKEN), None, Some(bad)).await;
     assert_eq!(
         (r.status, r.error_code()),

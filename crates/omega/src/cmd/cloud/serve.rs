@@ -10,8 +10,9 @@
 //! Prints one line on stdout once the broker confirmed the subscription,
 //! `ready: subscribed to FILTER`, so scripts and tests can wait for it. Logs go to stderr.
 //!
-//! The HTTP API (`api.listen`, `--http`) is not part of this command yet: the address is
-//! checked and logged as ignored.
+//! The HTTP API (`cloud.md` §18) is served on `api.listen` (or `--http`) beside ingest and
+//! stops with it; once bound it prints `http: listening on ADDR` on stdout. If the address
+//! cannot be bound the error is logged and ingest runs without the API.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -59,15 +60,39 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let store = omega_cloud::store::open_config(&cfg.store, workers + 2)
             .await
             .map_err(store_error)?;
-        tracing::info!(
-            listen = %cfg.api.listen,
-            "the HTTP API is not served by this build yet: api.listen / --http is ignored"
-        );
         let filter = opts.subscription().map_err(|e| ingest_error(e.into()))?;
         let stats = Arc::new(IngestStats::default());
+        // One stop signal for ingest and the HTTP API.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stop_tx = Arc::new(stop_tx);
+        let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let http_stop = stopped(stop_rx.clone());
+        let http = serve_api(&cfg, store.clone(), opts.policy, stats.clone(), http_stop).await;
         let ready = tokio::spawn(announce_ready(stats.clone(), filter));
-        let result = with_store!(store, s => serve_with_stats(opts, s, stats.clone(), stop).await);
+        let relay = tokio::spawn({
+            let stop_tx = stop_tx.clone();
+            async move {
+                stop.await;
+                let _ = stop_tx.send(true);
+            }
+        });
+        let ingest_stop = stopped(stop_rx);
+        let result =
+            with_store!(store, s => serve_with_stats(opts, s, stats.clone(), ingest_stop).await);
         ready.abort();
+        relay.abort();
+        // Ingest is done (stopped or failed): the API stops too, in-flight requests get a
+        // moment to finish.
+        let _ = stop_tx.send(true);
+        if let Some(mut http) = http
+            && tokio::time::timeout(Duration::from_secs(5), &mut http)
+                .await
+                .is_err()
+        {
+            http.abort();
+        }
         result.map_err(ingest_error)?;
         tracing::info!(
             received = stats.received.load(Ordering::Relaxed),
@@ -77,6 +102,39 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Binds `api.listen` and serves the HTTP API until `stop`; `None` if it cannot be bound.
+async fn serve_api(
+    cfg: &omega_cloud::config::CloudConfig,
+    store: omega_cloud::store::AnyStore,
+    policy: omega_cloud::policy::Policy,
+    stats: Arc<IngestStats>,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let listener = match tokio::net::TcpListener::bind(cfg.api.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(
+                listen = %cfg.api.listen,
+                error = %e,
+                "cannot bind the HTTP API: running without it"
+            );
+            return None;
+        }
+    };
+    let addr = listener.local_addr().unwrap_or(cfg.api.listen);
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "http: listening on {addr}").and_then(|()| out.flush());
+    }
+    let token = cfg.api.token.as_ref().map(|t| t.expose().to_string());
+    let state = omega_cloud::api::ApiState::new(store, policy, token, Some(stats));
+    Some(tokio::spawn(async move {
+        if let Err(e) = omega_cloud::api::serve_http(listener, state, stop).await {
+            tracing::error!(error = %e, "the HTTP API stopped");
+        }
+    }))
 }
 
 /// Prints the ready line once the broker confirmed the first subscription.
