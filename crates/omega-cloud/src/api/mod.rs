@@ -5,12 +5,15 @@
 //! `Authorization: Bearer <token>` when a token is configured (`api.token_env`). Errors are one
 //! enum, [`ApiError`]. POST routes accept `Idempotency-Key` ([`idempotency`], in memory).
 //!
+//! The status page `/` answers only clients on a loopback address (no token needed).
+//!
 //! Routes whose backend does not exist yet (pause, resume, resnapshot, purge-staged, staged
 //! rows, JITR) answer 501 `not_implemented`.
 
 pub mod error;
 pub mod idempotency;
 mod routes;
+mod status_page;
 
 use std::sync::Arc;
 
@@ -112,6 +115,7 @@ pub fn router(state: ApiState) -> Router {
         ))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
+        .route("/", get(status_page::page))
         .route("/v1/health", get(routes::health))
         // Open like health: devices enroll before they hold a token (§18.1).
         .route("/v1/jitr", post(ni("POST /v1/jitr")))
@@ -130,7 +134,8 @@ pub async fn serve_http(
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

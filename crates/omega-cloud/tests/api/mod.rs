@@ -393,3 +393,37 @@ async fn review_flow(store: AnyStore) {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["items"], json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_is_for_loopback_clients_only() {
+    use axum::extract::ConnectInfo;
+    use std::net::SocketAddr;
+
+    let (store, _g) = sqlite_store().await;
+    let p = Policy::default();
+    apply(
+        &store,
+        &p,
+        "press<01>",
+        &batch(&device_state(), epoch(1), vec![upsert(1, 1, "a")]),
+    )
+    .await;
+    let (st, _) = state(AnyStore::Sqlite(store), Some(TOKEN));
+    let page = |from: Option<&str>| {
+        let mut b = Request::builder().uri("/");
+        if let Some(a) = from {
+            b = b.extension(ConnectInfo(a.parse::<SocketAddr>().unwrap()));
+        }
+        router(st.clone()).oneshot(b.body(Body::empty()).unwrap())
+    };
+    let r = page(Some("127.0.0.1:5000")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+    let html = String::from_utf8(html.to_vec()).unwrap();
+    assert!(html.contains("press&lt;01&gt;"), "{html}");
+    assert!(html.contains("Pending reviews (1)"), "{html}");
+    for from in [Some("10.1.2.3:5000"), None] {
+        let r = page(from).await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{from:?}");
+    }
+}
