@@ -427,3 +427,38 @@ async fn the_status_page_is_for_loopback_clients_only() {
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{from:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_http_answers_on_its_listener_until_shutdown() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (store, _g) = sqlite_store().await;
+    let (st, _) = state(AnyStore::Sqlite(store), Some(TOKEN));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(omega_cloud::api::serve_http(listener, st, async {
+        let _ = stop_rx.await;
+    }));
+    for (path, want) in [
+        ("/v1/health", "200 OK"),
+        ("/", "200 OK"),
+        ("/v1/lineages", "401"),
+    ] {
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        c.write_all(req.as_bytes()).await.unwrap();
+        let mut got = String::new();
+        c.read_to_string(&mut got).await.unwrap();
+        assert!(
+            got.starts_with(&format!("HTTP/1.1 {want}")),
+            "{path}: {got}"
+        );
+    }
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .expect("stops on shutdown")
+        .unwrap()
+        .unwrap();
+}
