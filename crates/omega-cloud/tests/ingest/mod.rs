@@ -143,6 +143,8 @@ where
 struct Publisher {
     client: AsyncClient,
     task: tokio::task::JoinHandle<()>,
+    /// PUBACKs received so far.
+    acked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Publisher {
@@ -150,15 +152,33 @@ impl Publisher {
         let mut opts = MqttOptions::new(client_id, "127.0.0.1", 1883);
         opts.set_max_packet_size(Some(1 << 24));
         let (client, mut eventloop) = AsyncClient::new(opts, 64);
+        let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = acked.clone();
         let task = tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
+                    Ok(Event::Incoming(rumqttc::v5::mqttbytes::v5::Packet::PubAck(_))) => {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
                     Ok(Event::Outgoing(_)) | Ok(Event::Incoming(_)) => {}
                     Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
             }
         });
-        Publisher { client, task }
+        Publisher {
+            client,
+            task,
+            acked,
+        }
+    }
+
+    /// Waits until the broker acknowledged `n` publishes in all.
+    async fn wait_acked(&self, n: usize) {
+        let acked = self.acked.clone();
+        wait_for("the broker's PUBACKs", move || {
+            acked.load(std::sync::atomic::Ordering::SeqCst) >= n
+        })
+        .await;
     }
 
     async fn send(&self, topic: &str, payload: Vec<u8>) {
@@ -385,8 +405,8 @@ async fn messages_published_while_the_cloud_is_down_arrive_after_restart<S: Stor
             batch(&device_state(), epoch(1), vec![upsert(1, 1, "while down")]).to_json_bytes(),
         )
         .await;
-    // Give the broker the publish before the cloud comes back.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The broker holds the publish (PUBACK) before the cloud comes back.
+    publisher.wait_acked(1).await;
     let cloud = Cloud::start(s.clone(), &root, &client_id, auto()).await;
     let s2 = s.clone();
     wait_for_async("the queued batch in the mirror", move || {

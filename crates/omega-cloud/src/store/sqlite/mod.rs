@@ -133,8 +133,16 @@ impl Store for SqliteStore {
 
     async fn begin(&self) -> StoreResult<SqliteTx> {
         let guard = self.writer.clone().lock_owned().await;
-        self.call(|c| Ok(c.execute_batch("BEGIN IMMEDIATE")?))
-            .await?;
+        // Holding the writer guard, no live transaction can be open on the connection. One
+        // that is open anyway was left by a `begin` whose future was dropped after its BEGIN
+        // was queued (no `SqliteTx` existed to roll it back): roll it back first.
+        self.call(|c| {
+            if !c.is_autocommit() {
+                c.execute_batch("ROLLBACK")?;
+            }
+            Ok(c.execute_batch("BEGIN IMMEDIATE")?)
+        })
+        .await?;
         Ok(SqliteTx {
             store: self.clone(),
             _guard: guard,
