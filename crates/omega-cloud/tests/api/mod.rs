@@ -462,3 +462,38 @@ async fn serve_http_answers_on_its_listener_until_shutdown() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_degraded_when_the_store_is_gone() {
+    let (store, guard) = postgres_store().await;
+    let (st, _) = state(AnyStore::Postgres(store), Some(TOKEN));
+    assert_eq!(
+        call(&st, "GET", "/v1/health", None, None, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // Drops the database, closing the pool's connections.
+    tokio::task::spawn_blocking(move || drop(guard))
+        .await
+        .unwrap();
+    let r = call(&st, "GET", "/v1/health", None, None, None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    let v = r.json();
+    assert_eq!(
+        (&v["status"], &v["store"]),
+        (&json!("degraded"), &json!("unavailable"))
+    );
+    // Other routes answer with the error shape and no internals.
+    let r = get(&st, "/v1/lineages").await;
+    assert!(r.status.is_server_error(), "{}", r.text);
+    let code = r.error_code();
+    assert!(code == "store_unavailable" || code == "internal", "{code}");
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("log reference")
+    );
+    assert!(!r.text.contains("omega_test_"), "{}", r.text);
+}
