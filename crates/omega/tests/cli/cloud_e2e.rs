@@ -94,7 +94,11 @@ struct Setup {
 impl Setup {
     /// `store` is `None` for a SQLite store in the test directory.
     fn new(prefix: &str, store: Option<&str>) -> Setup {
-        let broker = machine_broker();
+        Setup::on_broker(prefix, store, machine_broker())
+    }
+
+    /// Like [`Setup::new`] with both sides on the broker at `broker`.
+    fn on_broker(prefix: &str, store: Option<&str>, broker: std::net::SocketAddr) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let root = unique(&format!("e2e-{prefix}"));
@@ -555,6 +559,34 @@ fn kill_9_of_cloud_serve_mid_stream_still_converges_exactly() {
         std::thread::sleep(Duration::from_millis(100 + seed % 300));
         cloud.kill9();
         cloud = setup.start_cloud();
+    }
+    writer.join().unwrap();
+    setup.converge();
+    agent.sigterm();
+    cloud.sigterm();
+}
+
+/// The promise of `receipts.md`: a broker that loses what it acknowledged (killed and
+/// restarted without persistence, every session gone) while batches are in flight loses no
+/// change, because the agent keeps everything until a signed receipt confirms it and re-sends
+/// after the connect without a session.
+#[test]
+fn a_broker_restart_without_persistence_mid_stream_loses_no_change() {
+    let mut broker = omega_testkit::mosquitto::Mosquitto::start();
+    let setup = Setup::on_broker("brokerloss", None, broker.addr());
+    let cloud = setup.start_cloud();
+    let agent = setup.start_agent();
+    let source = setup.source();
+    let writer = std::thread::spawn(move || {
+        for round in 0..30 {
+            app_writes(&source, round, 1);
+            // The application's pace: batches are in flight when the broker dies.
+            std::thread::sleep(Duration::from_millis(40));
+        }
+    });
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(300));
+        broker.restart();
     }
     writer.join().unwrap();
     setup.converge();
