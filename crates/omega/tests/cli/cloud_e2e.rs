@@ -566,29 +566,38 @@ fn kill_9_of_cloud_serve_mid_stream_still_converges_exactly() {
     cloud.sigterm();
 }
 
-/// The promise of `receipts.md`: a broker that loses what it acknowledged (killed and
-/// restarted without persistence, every session gone) while batches are in flight loses no
-/// change, because the agent keeps everything until a signed receipt confirms it and re-sends
-/// after the connect without a session.
+/// The promise of `receipts.md`: the broker acknowledges batches, queues them for the cloud
+/// (which is down), then loses them (killed and restarted without persistence, every session
+/// gone). An agent that pruned on PUBACK would have lost those changes for good; with receipts
+/// it still holds them, sees the connect without a session, re-sends, and the mirror converges.
 #[test]
-fn a_broker_restart_without_persistence_mid_stream_loses_no_change() {
+fn a_broker_that_loses_acknowledged_batches_loses_no_change() {
     let mut broker = omega_testkit::mosquitto::Mosquitto::start();
     let setup = Setup::on_broker("brokerloss", None, broker.addr());
     let cloud = setup.start_cloud();
     let agent = setup.start_agent();
-    let source = setup.source();
-    let writer = std::thread::spawn(move || {
-        for round in 0..30 {
-            app_writes(&source, round, 1);
-            // The application's pace: batches are in flight when the broker dies.
-            std::thread::sleep(Duration::from_millis(40));
-        }
+    app_writes(&setup.source(), 0, 3);
+    setup.converge();
+    // The cloud goes away; the broker takes (PUBACKs) what the agent publishes meanwhile.
+    cloud.kill9();
+    app_writes(&setup.source(), 3, 5);
+    let config = setup.path("device.yaml");
+    omega_testkit::wait::until_true("the broker acknowledged every change", CONVERGE, || {
+        let out = omega(&[
+            "agent",
+            "status",
+            "--json",
+            "--config",
+            config.to_str().unwrap(),
+        ]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        v["tables"].as_array().is_some_and(|ts| {
+            !ts.is_empty() && ts.iter().all(|t| t["pending_rows"].as_i64() == Some(0))
+        })
     });
-    for _ in 0..2 {
-        std::thread::sleep(Duration::from_millis(300));
-        broker.restart();
-    }
-    writer.join().unwrap();
+    // The broker dies with those batches queued for the cloud's session, and forgets them.
+    broker.restart();
+    let cloud = setup.start_cloud();
     setup.converge();
     agent.sigterm();
     cloud.sigterm();
