@@ -217,6 +217,16 @@ async fn run_in_span(
     let mut last_flush = Instant::now() - cfg.flush_interval;
     let mut more_pending = false;
     let mut last_progress = Instant::now();
+    let mut receipts_seen = with_engine(&engine, |e| {
+        Ok(e.state()
+            .tables()
+            .map_err(EngineError::from)?
+            .iter()
+            .any(|t| t.confirmed_at.is_some()))
+    })
+    .await?;
+    // The first WARN comes a minute after startup, not at once.
+    let mut last_no_receipt_warn = Instant::now();
     tokio::pin!(shutdown);
     let mut stopping: Option<Instant> = None;
 
@@ -254,6 +264,18 @@ async fn run_in_span(
                 sent_at.insert(out.pkid, Instant::now());
                 queue_publish(&mut eventloop, &out);
             }
+        }
+        // Receipts: say so every minute while none has ever arrived (receipts.md §5.6).
+        if connected
+            && cfg.engine.delivery == Delivery::Receipts
+            && !receipts_seen
+            && last_no_receipt_warn.elapsed() >= Duration::from_secs(60)
+        {
+            last_no_receipt_warn = Instant::now();
+            tracing::warn!(
+                "no delivery receipt received yet: nothing is pruned until the cloud confirms \
+                 (use `delivery: puback` only with a cloud that sends no receipts)"
+            );
         }
         // Receipts: without progress for receipt_timeout, re-send from the confirmed point.
         if connected
@@ -341,6 +363,7 @@ async fn run_in_span(
                     let epoch = epoch.clone();
                     match downlink::receipt(&p.payload, &cfg.verification, &device, &epoch) {
                         Ok(fx) => {
+                            receipts_seen = true;
                             for r in &fx.rejected {
                                 tracing::error!(batch_id = %r.batch_id, table = ?r.source_table, code = %r.code,
                                     "the cloud rejected a batch (quarantined); fix the cause on the device");

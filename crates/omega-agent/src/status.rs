@@ -46,6 +46,11 @@ pub struct TableStatus {
     pub confirmed_commit_seq: i64,
     /// When the confirmed cursor last moved.
     pub confirmed_at: Option<String>,
+    /// When the oldest change not yet confirmed by a receipt was published (`null`: none).
+    pub unconfirmed_since: Option<String>,
+    /// Seconds since then: an upper bound on how long the oldest unconfirmed change has
+    /// waited for its receipt.
+    pub oldest_unconfirmed_age_s: Option<i64>,
     /// Journal entries above the published cursor (`null` when the source is unreadable).
     pub pending_rows: Option<i64>,
     /// Entries above the confirmed cursor: kept until the cloud confirms them.
@@ -109,7 +114,18 @@ pub fn collect(
             (Some(a), Some((_, b))) => Some(a + b),
             _ => None,
         };
+        let since = state.unconfirmed_since(&t.name)?;
+        let age = since
+            .as_deref()
+            .and_then(|s| omega_protocol::time::parse_rfc3339(s).ok())
+            .map(|at| {
+                (time::OffsetDateTime::now_utc() - at)
+                    .whole_seconds()
+                    .max(0)
+            });
         out.push(TableStatus {
+            unconfirmed_since: since,
+            oldest_unconfirmed_age_s: age,
             name: t.name.clone(),
             strategy: t.strategy.clone(),
             schema_hash: t.schema_hash.clone(),

@@ -13,7 +13,8 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
+const MIGRATIONS: &[Migration] = &[
+    Migration {
     version: 1,
     name: "initial layout",
     sql: "
@@ -55,10 +56,16 @@ const MIGRATIONS: &[Migration] = &[Migration {
         );
         CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
     ",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "when a table's oldest unconfirmed change was published (receipts.md §5.5)",
+        sql: "ALTER TABLE tables ADD COLUMN unconfirmed_since TEXT;",
+    },
+];
 
 /// The format version this agent writes.
-pub const CURRENT: i64 = 1;
+pub const CURRENT: i64 = 2;
 
 /// Applies every missing step, each in its own transaction with its `user_version` bump.
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StateError> {
@@ -108,6 +115,27 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, CURRENT);
+    }
+
+    #[test]
+    fn a_version_1_file_keeps_its_rows_when_migrated() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0].sql).unwrap();
+        conn.execute_batch("PRAGMA user_version = 1").unwrap();
+        conn.execute(
+            "INSERT INTO tables (name, strategy, published_seq, confirmed_seq) VALUES ('t', 'rows', 9, 7)",
+            [],
+        )
+        .unwrap();
+        migrate(&conn, Path::new("s.db")).unwrap();
+        let (p, c, since): (i64, i64, Option<String>) = conn
+            .query_row(
+                "SELECT published_seq, confirmed_seq, unconfirmed_since FROM tables",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((p, c, since), (9, 7, None));
     }
 
     #[test]

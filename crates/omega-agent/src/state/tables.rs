@@ -134,12 +134,36 @@ impl StateDb {
                      WHERE name = ?1",
                 )
                 .map_err(|e| self.err(e))?;
+            let mut since = tx
+                .prepare_cached(
+                    "UPDATE tables SET unconfirmed_since = CASE
+                       WHEN published_seq > confirmed_seq THEN coalesce(unconfirmed_since, ?2)
+                       ELSE NULL END
+                     WHERE name = ?1",
+                )
+                .map_err(|e| self.err(e))?;
             for (name, published, confirmed) in moves {
                 stmt.execute(rusqlite::params![name, published, confirmed, now])
+                    .map_err(|e| self.err(e))?;
+                since
+                    .execute(rusqlite::params![name, now])
                     .map_err(|e| self.err(e))?;
             }
         }
         tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// When each table's oldest unconfirmed change was published (None: all confirmed).
+    pub fn unconfirmed_since(&self, name: &str) -> Result<Option<String>, StateError> {
+        self.conn()
+            .query_row(
+                "SELECT unconfirmed_since FROM tables WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(Option::flatten)
+            .map_err(|e| self.err(e))
     }
 
     /// Records a schema hash and its columns (JSON) the first time it is seen.
@@ -183,6 +207,23 @@ mod tests {
         let t = db.table("t").unwrap().unwrap();
         assert_eq!((t.published_seq, t.confirmed_seq), (10, 5));
         assert_eq!(t.confirmed_at.as_deref(), Some("now"));
+    }
+
+    #[test]
+    fn unconfirmed_since_is_the_first_publish_not_yet_confirmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StateDb::open(&dir.path().join("s.db")).unwrap();
+        db.put_table(&TableState {
+            name: "t".into(),
+            strategy: "rows".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        db.advance_cursors(&[("t".into(), 10, 0)], "t1").unwrap();
+        db.advance_cursors(&[("t".into(), 20, 0)], "t2").unwrap();
+        assert_eq!(db.unconfirmed_since("t").unwrap().as_deref(), Some("t1"));
+        db.advance_cursors(&[("t".into(), 0, 20)], "t3").unwrap();
+        assert_eq!(db.unconfirmed_since("t").unwrap(), None);
     }
 
     #[test]
