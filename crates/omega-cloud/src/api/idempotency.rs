@@ -6,10 +6,12 @@
 //! §18.3's: the same key with the same method, path and body within 24 h answers the stored
 //! status and body without running the request again; the same key with another method, path
 //! or body answers 422 `idempotency_key_reused`. Responses with a 5xx status are not stored
-//! (a retry may succeed). Two concurrent first uses of one key may both run.
+//! (a retry may succeed). Concurrent requests with one key run one at a time: the second
+//! waits for the first and then gets its stored answer. At most [`MAX_KEYS`] keys are kept
+//! (the oldest goes first).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
@@ -40,26 +42,52 @@ struct Stored {
     status: StatusCode,
     content_type: Option<HeaderValue>,
     body: Bytes,
-    at: Instant,
+}
+
+/// Most keys kept at once.
+pub const MAX_KEYS: usize = 100_000;
+
+type Cell = Arc<tokio::sync::Mutex<Option<Stored>>>;
+
+#[derive(Debug)]
+struct Slot {
+    first_used: Instant,
+    cell: Cell,
 }
 
 /// Keys and their stored responses.
 #[derive(Debug, Default)]
 pub struct IdempotencyCache {
-    entries: Mutex<HashMap<String, Stored>>,
+    entries: Mutex<HashMap<String, Slot>>,
 }
 
 impl IdempotencyCache {
-    fn get(&self, key: &str) -> Option<Stored> {
+    /// The cell of a key, new if the key is unknown or expired. Its lock serialises the
+    /// requests that use the key.
+    fn slot(&self, key: &str) -> Cell {
         let mut m = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        m.retain(|_, s| now.duration_since(s.at) < TTL);
-        m.get(key).cloned()
-    }
-
-    fn put(&self, key: String, s: Stored) {
-        let mut m = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        m.insert(key, s);
+        m.retain(|_, s| now.duration_since(s.first_used) < TTL);
+        if let Some(s) = m.get(key) {
+            return s.cell.clone();
+        }
+        if m.len() >= MAX_KEYS
+            && let Some(oldest) = m
+                .iter()
+                .min_by_key(|(_, s)| s.first_used)
+                .map(|(k, _)| k.clone())
+        {
+            m.remove(&oldest);
+        }
+        let cell = Cell::default();
+        m.insert(
+            key.to_string(),
+            Slot {
+                first_used: now,
+                cell: cell.clone(),
+            },
+        );
+        cell
     }
 }
 
@@ -99,7 +127,9 @@ pub(super) async fn layer(State(state): State<ApiState>, req: Request, next: Nex
         }
     };
     let fp = fingerprint(&parts.method, parts.uri.path(), &bytes);
-    if let Some(stored) = state.inner.idempotency.get(&key) {
+    let cell = state.inner.idempotency.slot(&key);
+    let mut slot = cell.lock().await;
+    if let Some(stored) = &*slot {
         if stored.fingerprint != fp {
             return ApiError::Unprocessable {
                 code: "idempotency_key_reused",
@@ -107,9 +137,9 @@ pub(super) async fn layer(State(state): State<ApiState>, req: Request, next: Nex
             }
             .into_response();
         }
-        let mut r = (stored.status, stored.body).into_response();
-        if let Some(ct) = stored.content_type {
-            r.headers_mut().insert(header::CONTENT_TYPE, ct);
+        let mut r = (stored.status, stored.body.clone()).into_response();
+        if let Some(ct) = &stored.content_type {
+            r.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
         }
         return r;
     }
@@ -124,15 +154,11 @@ pub(super) async fn layer(State(state): State<ApiState>, req: Request, next: Nex
         return ApiError::Internal("response body over the idempotency limit".into())
             .into_response();
     };
-    state.inner.idempotency.put(
-        key,
-        Stored {
-            fingerprint: fp,
-            status: rparts.status,
-            content_type: rparts.headers.get(header::CONTENT_TYPE).cloned(),
-            body: rbytes.clone(),
-            at: Instant::now(),
-        },
-    );
+    *slot = Some(Stored {
+        fingerprint: fp,
+        status: rparts.status,
+        content_type: rparts.headers.get(header::CONTENT_TYPE).cloned(),
+        body: rbytes.clone(),
+    });
     Response::from_parts(rparts, Body::from(rbytes))
 }

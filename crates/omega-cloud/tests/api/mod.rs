@@ -497,3 +497,49 @@ async fn health_is_degraded_when_the_store_is_gone() {
     );
     assert!(!r.text.contains("omega_test_"), "{}", r.text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_uses_of_one_key_run_once() {
+    let (store, _g) = sqlite_store().await;
+    let p = Policy::default();
+    apply(
+        &store,
+        &p,
+        "d1",
+        &batch(&device_state(), epoch(1), vec![upsert(1, 1, "a")]),
+    )
+    .await;
+    let (st, _) = state(AnyStore::Sqlite(store), Some(TOKEN));
+    let rid = get(&st, "/v1/reviews").await.json()["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let uri = format!("/v1/reviews/{rid}/reject");
+    let body = json!({"reason": "not this one"});
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let (st, uri, body) = (st.clone(), uri.clone(), body.clone());
+            tokio::spawn(async move {
+                call(&st, "POST", &uri, Some(TOKEN), Some("same"), Some(body)).await
+            })
+        })
+        .collect();
+    let mut texts = Vec::new();
+    for c in calls {
+        let r = c.await.unwrap();
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        texts.push(r.text);
+    }
+    assert!(texts.iter().all(|t| t == &texts[0]), "{texts:?}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&texts[0]).unwrap()["status"],
+        "rejected"
+    );
+    let r = call(&st, "POST", &uri, Some(TOKEN), None, Some(body)).await;
+    assert_eq!(r.error_code(), "review_not_pending");
+    let r = call(&st, "POST", &uri, Some(TOKEN), Some(&"k".repeat(256)), None).await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (StatusCode::BAD_REQUEST, "invalid_request".into())
+    );
+}
