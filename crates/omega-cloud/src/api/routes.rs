@@ -418,23 +418,28 @@ pub(super) async fn reject(
     Ok(Json(view::review(&review)).into_response())
 }
 
-/// `GET /v1/quarantine?device=&code=`.
+/// `GET /v1/quarantine?device=&code=&since=` (newest first; `since` is RFC 3339).
 pub(super) async fn quarantine(
     State(state): State<ApiState>,
     q: Params,
 ) -> Result<Response, ApiError> {
     let p = params(q)?;
-    if p.contains_key("since") {
-        return Err(ApiError::NotImplemented(
-            "the `since` filter of GET /v1/quarantine",
-        ));
-    }
+    let since = match p.get("since") {
+        None => None,
+        Some(t) => Some(omega_protocol::time::parse_rfc3339(t).map_err(|_| {
+            ApiError::InvalidRequest(format!("`since` must be an RFC 3339 time, not `{t}`"))
+        })?),
+    };
     let filter = QuarantineFilter {
         device_id: p.get("device").cloned(),
         code: p.get("code").cloned(),
         limit: None,
     };
     let list = with_store!(&state.inner.store, s => quarantine::list(s, &filter).await)?;
-    let items = list.iter().map(view::quarantine).collect();
+    let items = list
+        .iter()
+        .filter(|q| since.is_none_or(|t| q.received_at >= t))
+        .map(view::quarantine)
+        .collect();
     Ok(Json(page(&p, items)?).into_response())
 }

@@ -543,3 +543,49 @@ async fn concurrent_uses_of_one_key_run_once() {
         (StatusCode::BAD_REQUEST, "invalid_request".into())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quarantine_is_listed_with_its_filters() {
+    use omega_cloud::quarantine::{self, RejectedBatch, RejectedMessage};
+
+    let (store, _g) = sqlite_store().await;
+    for (device, code) in [("d1", "invalid_value_encoding"), ("d2", "unknown_topic")] {
+        let topic = format!("omega/{device}/sync/rows/batch");
+        let msg = RejectedMessage {
+            device_id: Some(device),
+            topic: &topic,
+            code,
+            message: "bad <payload>",
+            payload: b"{\"x\":1}",
+            batch_id: None,
+            batch: RejectedBatch::default(),
+        };
+        quarantine::quarantine_message(&store, &msg).await.unwrap();
+    }
+    let (st, _) = state(AnyStore::Sqlite(store), Some(TOKEN));
+    let v = get(&st, "/v1/quarantine").await.json();
+    assert_eq!(v["items"].as_array().unwrap().len(), 2, "{v}");
+    let v = get(&st, "/v1/quarantine?device=d1").await.json();
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{v}");
+    assert_eq!(items[0]["code"], "invalid_value_encoding");
+    assert_eq!(items[0]["payload_prefix"], "{\"x\":1}");
+    let v = get(&st, "/v1/quarantine?code=unknown_topic").await.json();
+    assert_eq!(v["items"][0]["device_id"], "d2");
+    let v = get(&st, "/v1/quarantine?since=2000-01-01T00:00:00Z")
+        .await
+        .json();
+    assert_eq!(v["items"].as_array().unwrap().len(), 2);
+    let v = get(&st, "/v1/quarantine?since=2999-01-01T00:00:00Z")
+        .await
+        .json();
+    assert_eq!(v["items"], json!([]));
+    let v = get(&st, "/v1/quarantine?limit=1").await.json();
+    assert_eq!(v["items"].as_array().unwrap().len(), 1);
+    assert_eq!(v["next_cursor"], "1");
+    let r = get(&st, "/v1/quarantine?since=yesterday").await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (StatusCode::BAD_REQUEST, "invalid_request".into())
+    );
+}
