@@ -11,6 +11,7 @@
 //! - [`apply`]: the one-transaction apply of a row batch (§4.3), generic over the store.
 //! - [`telemetry`]: the apply of a telemetry batch (ledger, seq checks, staging).
 //! - [`dedupe`]: the batch ledger and the confirmed point (`receipts.md` §3).
+//! - [`controls`]: signed downlink controls: create, operator pause/resume, send (§14).
 //! - [`receipts`]: signed delivery receipts to devices, coalesced per device (`receipts.md` §4).
 //! - [`lineage`]: lineage records, status and pause causes (§6); [`lineage::ops`] reads them
 //!   and their mirror rows.
@@ -30,6 +31,7 @@
 pub mod api;
 pub mod apply;
 pub mod config;
+pub mod controls;
 pub mod dedupe;
 pub mod ingest;
 pub mod lineage;

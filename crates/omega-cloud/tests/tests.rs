@@ -7,5 +7,6 @@
 
 mod api;
 mod conformance;
+mod controls;
 mod ingest;
 mod support;

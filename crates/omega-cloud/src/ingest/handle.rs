@@ -36,8 +36,10 @@ pub struct IngestStats {
     pub quarantined: AtomicU64,
     /// Schema observations recorded.
     pub observations: AtomicU64,
-    /// Control ACKs received (controls are not sent yet: counted and ignored).
+    /// Control ACKs received.
     pub control_acks: AtomicU64,
+    /// Control ACKs naming no control of their device (counted and ignored).
+    pub unknown_control_acks: AtomicU64,
     /// Messages skipped: the cloud's own topics, retained messages.
     pub skipped: AtomicU64,
     /// Store attempts that failed and were retried.
@@ -245,9 +247,39 @@ impl<S: Store> Worker<S> {
                 }
             }
             DeviceMessage::ControlAck(ack) => {
-                // TODO(controls): mark (device, control_id) acked once controls are sent.
-                tracing::debug!(control_id = %ack.control_id, "control ACK counted and ignored");
-                Handled::ControlAck
+                let mut backoff = Backoff::new();
+                let control_id = Uuid::parse_str(&ack.control_id).unwrap_or(Uuid::nil());
+                loop {
+                    match self.control_ack(device, control_id).await {
+                        Ok(true) => {
+                            tracing::debug!(device_id = %device, control_id = %ack.control_id, "control acknowledged");
+                            return Handled::ControlAck;
+                        }
+                        Ok(false) => {
+                            tracing::debug!(device_id = %device, control_id = %ack.control_id, "ACK of an unknown control counted and ignored");
+                            self.stats
+                                .unknown_control_acks
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            return Handled::ControlAck;
+                        }
+                        Err(e) => backoff.wait(&self.stats, &e).await,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Marks (device, `control_id`) acked (§14.4); `false` for an unknown control.
+    async fn control_ack(&self, device: &str, control_id: Uuid) -> Result<bool, StoreError> {
+        let mut tx = self.store.begin().await?;
+        match tx.control_ack(device, control_id).await {
+            Ok(found) => {
+                tx.commit().await?;
+                Ok(found)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
             }
         }
     }

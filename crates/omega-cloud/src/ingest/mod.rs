@@ -71,6 +71,9 @@ pub struct IngestOptions {
     /// Delivery receipts (`receipts.md` §4): the signing key and the pacing. `None` sends
     /// none (for devices with `delivery: puback` only).
     pub receipts: Option<ReceiptOptions>,
+    /// `control.resend_after` (§14.3). Controls are sent, signed with the receipts' key,
+    /// whenever [`IngestOptions::receipts`] is set.
+    pub control_resend_after: Duration,
 }
 
 impl IngestOptions {
@@ -85,6 +88,7 @@ impl IngestOptions {
             policy,
             session_expiry: Duration::from_secs(24 * 3600),
             receipts: None,
+            control_resend_after: Duration::from_secs(30),
         }
     }
 
@@ -112,6 +116,7 @@ impl IngestOptions {
         let mut opts = IngestOptions::new(mqtt, cfg.ingest.device_topic.clone(), cfg.policy.schema);
         opts.shared_group = cfg.ingest.shared_group.clone().unwrap_or_default();
         opts.workers = usize::try_from(cfg.ingest.workers).unwrap_or(usize::MAX);
+        opts.control_resend_after = cfg.control.resend_after;
         Ok(opts)
     }
 
@@ -218,6 +223,15 @@ pub async fn serve_with_stats<S: Store>(
     let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Publish>();
     let acker = tokio::spawn(send_acks(client.clone(), ack_rx, stats.clone()));
     let sweeper = tokio::spawn(sweep_forever(worker.store.clone(), opts.policy));
+    // Controls (§14) go out when the cloud has its signing key (the receipts' key).
+    let control_sender = opts.receipts.as_ref().map(|_| {
+        tokio::spawn(crate::controls::send::run_sender(
+            worker.store.clone(),
+            client.clone(),
+            opts.device_topic.clone(),
+            opts.control_resend_after,
+        ))
+    });
     let mut queue: AckQueue<Publish> = AckQueue::new();
     let mut tasks = JoinSet::new();
     let mut reconnect_pause = Duration::from_millis(100);
@@ -292,6 +306,9 @@ pub async fn serve_with_stats<S: Store>(
     }
     tasks.abort_all();
     sweeper.abort();
+    if let Some(t) = &control_sender {
+        t.abort();
+    }
     drop(ack_tx);
     let _ = acker.await;
     // Receipts still pending go out now, while the connection carries them.

@@ -421,6 +421,42 @@ pub trait StoreTx: Send {
         hash: &str,
         observed_at: OffsetDateTime,
     ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    // ---- controls (§14) ----
+
+    /// Takes the device's next `control_seq` (upserting the device) and advances it.
+    fn control_seq_take(&mut self, device: &str) -> impl Future<Output = StoreResult<i64>> + Send;
+    /// Inserts a control (state `pending`).
+    fn control_insert(
+        &mut self,
+        control: &crate::controls::StoredControl,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Marks (device, `control_id`) `acked`; `false` when no such control exists.
+    fn control_ack(
+        &mut self,
+        device: &str,
+        control_id: Uuid,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Claims, for each device, its pending control with the lowest `control_seq` when that
+    /// one is due (`next_attempt_at` unset or ≤ `now`); at most `limit`. PostgreSQL locks the
+    /// rows with `FOR UPDATE SKIP LOCKED`.
+    fn controls_due(
+        &mut self,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<crate::controls::StoredControl>>> + Send;
+    /// Records one send of a control: attempts, last sent time and next attempt.
+    fn control_sent(
+        &mut self,
+        control_id: Uuid,
+        attempts: i64,
+        next_attempt_at: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Every control of a device, by `control_seq`.
+    fn controls_of(
+        &mut self,
+        device: &str,
+    ) -> impl Future<Output = StoreResult<Vec<crate::controls::StoredControl>>> + Send;
 }
 
 /// A store opened from a URL: `postgres://…` / `postgresql://…` or `sqlite://PATH`.

@@ -9,6 +9,7 @@
 //! Migrations are embedded and run under a transaction-scoped advisory lock, so several
 //! `serve` processes starting together apply each exactly once.
 
+mod controls;
 mod mirror;
 mod queries;
 mod reviews;
@@ -412,6 +413,45 @@ impl StoreTx for PgTx {
         observed_at: OffsetDateTime,
     ) -> StoreResult<()> {
         queries::observation_put(self.c(), device, table, hash, observed_at, self.now).await
+    }
+
+    async fn control_seq_take(&mut self, device: &str) -> StoreResult<i64> {
+        controls::seq_take(self.c(), device, self.now).await
+    }
+
+    async fn control_insert(
+        &mut self,
+        control: &crate::controls::StoredControl,
+    ) -> StoreResult<()> {
+        controls::insert(self.c(), control).await
+    }
+
+    async fn control_ack(&mut self, device: &str, control_id: Uuid) -> StoreResult<bool> {
+        controls::ack(self.c(), device, control_id, self.now).await
+    }
+
+    async fn controls_due(
+        &mut self,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> StoreResult<Vec<crate::controls::StoredControl>> {
+        controls::due(self.c(), now, limit).await
+    }
+
+    async fn control_sent(
+        &mut self,
+        control_id: Uuid,
+        attempts: i64,
+        next_attempt_at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        controls::sent(self.c(), control_id, attempts, next_attempt_at, self.now).await
+    }
+
+    async fn controls_of(
+        &mut self,
+        device: &str,
+    ) -> StoreResult<Vec<crate::controls::StoredControl>> {
+        controls::of_device(self.c(), device).await
     }
 }
 

@@ -8,6 +8,7 @@
 //! other processes run meanwhile; `synchronous = FULL` makes a commit durable before the ingest
 //! loop acknowledges the message.
 
+mod controls;
 mod mirror;
 mod queries;
 mod reviews;
@@ -560,5 +561,59 @@ impl StoreTx for SqliteTx {
             observed_at,
             now
         ))
+    }
+
+    fn control_seq_take(&mut self, device: &str) -> impl Future<Output = StoreResult<i64>> + Send {
+        let (device, now) = (device.to_string(), self.now);
+        on_thread!(self, |c| controls::seq_take(c, &device, now))
+    }
+
+    fn control_insert(
+        &mut self,
+        control: &crate::controls::StoredControl,
+    ) -> impl Future<Output = StoreResult<()>> + Send {
+        let k = control.clone();
+        on_thread!(self, |c| controls::insert(c, &k))
+    }
+
+    fn control_ack(
+        &mut self,
+        device: &str,
+        control_id: Uuid,
+    ) -> impl Future<Output = StoreResult<bool>> + Send {
+        let (device, now) = (device.to_string(), self.now);
+        on_thread!(self, |c| controls::ack(c, &device, control_id, now))
+    }
+
+    fn controls_due(
+        &mut self,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<crate::controls::StoredControl>>> + Send {
+        on_thread!(self, |c| controls::due(c, now, limit))
+    }
+
+    fn control_sent(
+        &mut self,
+        control_id: Uuid,
+        attempts: i64,
+        next_attempt_at: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<()>> + Send {
+        let now = self.now;
+        on_thread!(self, |c| controls::sent(
+            c,
+            control_id,
+            attempts,
+            next_attempt_at,
+            now
+        ))
+    }
+
+    fn controls_of(
+        &mut self,
+        device: &str,
+    ) -> impl Future<Output = StoreResult<Vec<crate::controls::StoredControl>>> + Send {
+        let device = device.to_string();
+        on_thread!(self, |c| controls::of_device(c, &device))
     }
 }
