@@ -10,6 +10,7 @@
 //! pending), 2 usage or configuration error (bad flags, config file, store URL, column
 //! actions).
 
+mod control;
 mod inspect;
 mod keygen;
 mod review;
@@ -40,6 +41,53 @@ pub enum CloudCommand {
     Rows(RowsArgs),
     /// List quarantined messages and rows with their codes.
     Quarantine(QuarantineArgs),
+    /// Operator pause of one device's table: queues a signed pause_lineage control.
+    Pause(PauseArgs),
+    /// Operator resume of one device's table: queues a signed resume_lineage control.
+    Resume(ResumeArgs),
+}
+
+/// Arguments of `omega cloud pause`.
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    /// The cloud configuration file (store.url and control.signing_key_path).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Store URL (overrides store.url).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// The device.
+    #[arg(long, value_name = "D")]
+    pub device: String,
+    /// The source table.
+    #[arg(long, value_name = "T")]
+    pub table: String,
+    /// Why (sent in the control's reason).
+    #[arg(long, value_name = "R")]
+    pub reason: Option<String>,
+    /// Print JSON (`{"lineage", "control_id"}`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `omega cloud resume`.
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The cloud configuration file (store.url and control.signing_key_path).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Store URL (overrides store.url).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// The device.
+    #[arg(long, value_name = "D")]
+    pub device: String,
+    /// The source table.
+    #[arg(long, value_name = "T")]
+    pub table: String,
+    /// Print JSON (`{"lineage", "control_id"}`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where the store is: `--store URL`, or the `store.url` of `--config FILE`.
@@ -222,5 +270,7 @@ pub fn run(cmd: CloudCommand) -> anyhow::Result<ExitCode> {
         CloudCommand::Review(ReviewCommand::Reject(args)) => review::reject(&args),
         CloudCommand::Rows(args) => inspect::rows(&args),
         CloudCommand::Quarantine(args) => inspect::quarantine(&args),
+        CloudCommand::Pause(args) => control::pause(&args),
+        CloudCommand::Resume(args) => control::resume(&args),
     }
 }
