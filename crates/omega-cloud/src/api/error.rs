@@ -26,6 +26,8 @@ pub enum ApiError {
         /// Message.
         message: String,
     },
+    /// 405 `method_not_allowed`: the route exists, not with this method.
+    MethodNotAllowed,
     /// 409 with a conflict code (`review_not_pending`, `column_type_conflict`, …).
     Conflict {
         /// Error code.
@@ -63,6 +65,7 @@ impl ApiError {
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
@@ -76,6 +79,7 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::NotFound { code, .. }
             | ApiError::Conflict { code, .. }
             | ApiError::Unprocessable { code, .. } => code,
@@ -96,6 +100,7 @@ impl IntoResponse for ApiError {
             | ApiError::Conflict { message: m, .. }
             | ApiError::Unprocessable { message: m, .. } => m,
             ApiError::Unauthorized => "a valid bearer token is required".to_string(),
+            ApiError::MethodNotAllowed => "this route does not take this method".to_string(),
             ApiError::NotImplemented(what) => {
                 format!("{what} is not implemented by this version of the cloud")
             }

@@ -121,9 +121,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/jitr", post(ni("POST /v1/jitr")))
         .merge(protected)
         .fallback(|| async { ApiError::not_found("no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::InvalidRequest("method not allowed on this route".into())
-        })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
 }
 
@@ -147,7 +145,9 @@ async fn auth(State(state): State<ApiState>, req: Request, next: Next) -> Respon
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t)
             .map(str::trim);
         if !given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
             return ApiError::Unauthorized.into_response();

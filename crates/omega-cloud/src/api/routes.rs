@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -28,6 +28,13 @@ type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
 
 fn params(p: Params) -> Result<HashMap<String, String>, ApiError> {
     p.map(|Query(m)| m)
+        .map_err(|e| ApiError::InvalidRequest(e.body_text()))
+}
+
+type IdPath = Result<Path<String>, PathRejection>;
+
+fn path_id(p: IdPath) -> Result<String, ApiError> {
+    p.map(|Path(id)| id)
         .map_err(|e| ApiError::InvalidRequest(e.body_text()))
 }
 
@@ -268,9 +275,9 @@ async fn lineage_by_id(state: &ApiState, id: &str) -> Result<Lineage, ApiError> 
 /// no store read yet and are answered as empty lists.
 pub(super) async fn lineage(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    id: IdPath,
 ) -> Result<Response, ApiError> {
-    let l = lineage_by_id(&state, &id).await?;
+    let l = lineage_by_id(&state, &path_id(id)?).await?;
     Ok(Json(json!({
         "lineage": view::lineage(&l),
         "schemas": [],
@@ -283,12 +290,12 @@ pub(super) async fn lineage(
 /// `GET /v1/lineages/{id}/rows?include_deleted=`.
 pub(super) async fn rows(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    id: IdPath,
     q: Params,
 ) -> Result<Response, ApiError> {
     let p = params(q)?;
     let include_deleted = flag(&p, "include_deleted")?;
-    let l = lineage_by_id(&state, &id).await?;
+    let l = lineage_by_id(&state, &path_id(id)?).await?;
     let query = RowsQuery {
         include_deleted,
         limit: None,
@@ -329,9 +336,9 @@ pub(super) async fn reviews(
 /// `GET /v1/reviews/{id}`.
 pub(super) async fn review(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    id: IdPath,
 ) -> Result<Response, ApiError> {
-    let id = uuid(&id)?;
+    let id = uuid(&path_id(id)?)?;
     let d = with_store!(&state.inner.store, s => schema_review::ops::show(s, id).await)?;
     Ok(Json(view::review_detail(&d)).into_response())
 }
@@ -360,21 +367,24 @@ struct RejectBody {
     reason: Option<String>,
 }
 
-fn body<T: for<'de> Deserialize<'de> + Default>(b: &Bytes) -> Result<T, ApiError> {
+fn body<T: for<'de> Deserialize<'de> + Default>(
+    b: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let b = b.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
     if b.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(b).map_err(|e| ApiError::InvalidRequest(format!("request body: {e}")))
+    serde_json::from_slice(&b).map_err(|e| ApiError::InvalidRequest(format!("request body: {e}")))
 }
 
 /// `POST /v1/reviews/{id}/approve`: 200 with the review.
 pub(super) async fn approve(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
-    b: Bytes,
+    id: IdPath,
+    b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let id = uuid(&id)?;
-    let req: ApproveBody = body(&b)?;
+    let id = uuid(&path_id(id)?)?;
+    let req: ApproveBody = body(b)?;
     let mut columns = Vec::with_capacity(req.columns.len());
     for c in req.columns {
         let action = match c.action.as_str() {
@@ -407,11 +417,11 @@ pub(super) async fn approve(
 /// `POST /v1/reviews/{id}/reject`: 200 with the review.
 pub(super) async fn reject(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
-    b: Bytes,
+    id: IdPath,
+    b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let id = uuid(&id)?;
-    let req: RejectBody = body(&b)?;
+    let id = uuid(&path_id(id)?)?;
+    let req: RejectBody = body(b)?;
     let review = with_store!(&state.inner.store, s => {
         schema_review::ops::reject(s, id, req.reason.as_deref()).await
     })?;

@@ -117,6 +117,13 @@ async fn health_is_open_and_everything_else_needs_the_token() {
         assert_eq!(r.error_code(), "unauthorized");
         assert_eq!(get(&st, uri).await.status, StatusCode::OK, "{uri}");
     }
+    let req = Request::builder()
+        .uri("/v1/lineages")
+        .header(header::AUTHORIZATION, format!("bearer {TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    let r = router(st.clone()).oneshot(req).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "the scheme is case-insensitive");
     let r = call(&st, "POST", "/v1/reviews/x/reject", None, None, None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
@@ -155,6 +162,24 @@ async fn errors_have_the_one_shape() {
         (StatusCode::BAD_REQUEST, "invalid_request".into())
     );
     let r = get(&st, "/v1/lineages?limit=1001").await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (StatusCode::BAD_REQUEST, "invalid_request".into())
+    );
+    let r = call(&st, "DELETE", "/v1/lineages", Some(TOKEN), None, None).await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed".into())
+    );
+    let r = call(
+        &st,
+        "POST",
+        &format!("/v1/reviews/{}/reject", Uuid::now_v7()),
+        Some(TOKEN),
+        None,
+        Some(json!([1])),
+    )
+    .await;
     assert_eq!(
         (r.status, r.error_code()),
         (StatusCode::BAD_REQUEST, "invalid_request".into())
