@@ -356,3 +356,90 @@ mod tests {
         assert!(again[0].dup);
     }
 }
+
+/// A model check in the style of vector's disk buffer: random starts, PUBACKs (in any order,
+/// duplicated, unknown), session losses and resends applied to the real [`InFlight`] and to a
+/// plain model; the published cursor must always equal the model's longest acknowledged
+/// prefix, never move backwards, and never pass a batch whose PUBACK did not arrive.
+#[cfg(test)]
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, Clone)]
+    enum Action {
+        Start(u8),
+        Ack(u8),
+        LoseSession,
+        Resend,
+    }
+
+    fn action() -> impl Strategy<Value = Action> {
+        prop_oneof![
+            4 => (0u8..3).prop_map(Action::Start),
+            4 => any::<u8>().prop_map(Action::Ack),
+            1 => Just(Action::LoseSession),
+            1 => Just(Action::Resend),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn cursor_is_the_longest_acknowledged_prefix(actions in proptest::collection::vec(action(), 1..200)) {
+            let mut real = InFlight::new(6, 3, 8);
+            // Model: per table, the batches in order with their acked flag; the cursor.
+            let mut model: BTreeMap<String, Vec<(u16, i64, bool)>> = BTreeMap::new();
+            let mut cursor: BTreeMap<String, i64> = BTreeMap::new();
+            let mut seq = 0i64;
+            for a in actions {
+                match a {
+                    Action::Start(t) => {
+                        let table = format!("t{t}");
+                        if real.room_for(&table) == 0 {
+                            continue;
+                        }
+                        seq += 1;
+                        let info = BatchInfo { table: table.clone(), batch_id: seq.to_string(), last_seq: seq, rows: 1 };
+                        let out = real.start(info, Arc::from("x"), bytes::Bytes::new());
+                        prop_assert!(model.values().flatten().all(|(p, _, _)| *p != out.pkid), "packet id reused while in flight");
+                        model.entry(table).or_default().push((out.pkid, seq, false));
+                    }
+                    Action::Ack(n) => {
+                        let pkid = u16::from(n % 10);
+                        let moved = real.on_puback(pkid);
+                        let mut expect = None;
+                        for (table, q) in model.iter_mut() {
+                            if let Some(e) = q.iter_mut().find(|e| e.0 == pkid) {
+                                e.2 = true;
+                                let done = q.iter().take_while(|e| e.2).count();
+                                if done > 0 {
+                                    let last = q[done - 1].1;
+                                    q.drain(..done);
+                                    expect = Some((table.clone(), last));
+                                }
+                                break;
+                            }
+                        }
+                        prop_assert_eq!(moved.as_ref().map(|(m, _)| m.clone()), expect.clone());
+                        if let Some((t, c)) = expect {
+                            let prev = cursor.insert(t, c).unwrap_or(0);
+                            prop_assert!(c > prev, "cursor moved backwards");
+                        }
+                    }
+                    Action::LoseSession => {
+                        real.clear();
+                        model.clear();
+                    }
+                    Action::Resend => {
+                        let again: Vec<u16> = real.resend_all().iter().map(|o| o.pkid).collect();
+                        let unacked: std::collections::BTreeSet<u16> =
+                            model.values().flatten().filter(|e| !e.2).map(|e| e.0).collect();
+                        prop_assert_eq!(again.iter().copied().collect::<std::collections::BTreeSet<_>>(), unacked);
+                    }
+                }
+                prop_assert_eq!(real.len(), model.values().map(Vec::len).sum::<usize>());
+            }
+        }
+    }
+}
