@@ -8,5 +8,7 @@ mod bench;
 mod cloud_cli;
 #[cfg(all(feature = "agent", feature = "cloud"))]
 mod cloud_e2e;
+#[cfg(all(feature = "agent", feature = "cloud"))]
+mod controls_e2e;
 mod demo;
 mod support;
