@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::controls::ControlError;
 use crate::lineage::ops::RowsError;
 use crate::schema_review::decide::ReviewError;
 use crate::store::StoreError;
@@ -153,6 +154,19 @@ impl From<ReviewError> for ApiError {
             | ReviewError::KeyColumnNotMirrored(_)
             | ReviewError::InvalidColumnName(_) => ApiError::Unprocessable {
                 code,
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> Self {
+        match e {
+            ControlError::Store(s) => s.into(),
+            ControlError::NotFound { .. } => ApiError::not_found(e.to_string()),
+            ControlError::NotOperatorPaused { .. } => ApiError::Conflict {
+                code: "not_operator_paused",
                 message: e.to_string(),
             },
         }

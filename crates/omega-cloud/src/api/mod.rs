@@ -7,8 +7,8 @@
 //!
 //! The status page `/` answers only clients on a loopback address (no token needed).
 //!
-//! Routes whose backend does not exist yet (pause, resume, resnapshot, purge-staged, staged
-//! rows, JITR) answer 501 `not_implemented`.
+//! Routes whose backend does not exist yet (resnapshot, purge-staged, staged rows, JITR; pause
+//! and resume without a control key) answer 501 `not_implemented`.
 
 pub mod error;
 pub mod idempotency;
@@ -25,6 +25,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 pub use self::error::ApiError;
+use omega_protocol::signing::ControlKey;
+
 use self::idempotency::IdempotencyCache;
 use crate::ingest::IngestStats;
 use crate::policy::Policy;
@@ -43,6 +45,7 @@ struct Inner {
     token: Option<String>,
     stats: Option<Arc<IngestStats>>,
     idempotency: IdempotencyCache,
+    control_key: std::sync::OnceLock<ControlKey>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -71,8 +74,16 @@ impl ApiState {
                 token: token.filter(|t| !t.is_empty()),
                 stats,
                 idempotency: IdempotencyCache::default(),
+                control_key: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Signs the controls of `POST /v1/lineages/{id}/pause|resume` with `key`; without a key
+    /// those routes answer 501. Set once: a second key is ignored.
+    pub fn with_control_key(self, key: ControlKey) -> Self {
+        let _ = self.inner.control_key.set(key);
+        self
     }
 }
 
@@ -88,14 +99,8 @@ pub fn router(state: ApiState) -> Router {
             "/v1/lineages/{id}/staged",
             get(ni("GET /v1/lineages/{id}/staged")),
         )
-        .route(
-            "/v1/lineages/{id}/pause",
-            post(ni("POST /v1/lineages/{id}/pause")),
-        )
-        .route(
-            "/v1/lineages/{id}/resume",
-            post(ni("POST /v1/lineages/{id}/resume")),
-        )
+        .route("/v1/lineages/{id}/pause", post(routes::pause))
+        .route("/v1/lineages/{id}/resume", post(routes::resume))
         .route(
             "/v1/lineages/{id}/resnapshot",
             post(ni("POST /v1/lineages/{id}/resnapshot")),

@@ -453,3 +453,63 @@ pub(super) async fn quarantine(
         .collect();
     Ok(Json(page(&p, items)?).into_response())
 }
+
+/// The body of `POST /v1/lineages/{id}/pause`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct PauseBody {
+    reason: Option<String>,
+}
+
+fn control_key(state: &ApiState) -> Result<&omega_protocol::signing::ControlKey, ApiError> {
+    state
+        .inner
+        .control_key
+        .get()
+        .ok_or(ApiError::NotImplemented(
+            "pause and resume without a control-signing key",
+        ))
+}
+
+fn control_json(out: &crate::controls::ControlOutcome) -> Value {
+    json!({
+        "lineage": view::lineage(&out.lineage),
+        "control_id": out.control_id.map(|c| c.to_string()),
+    })
+}
+
+/// `POST /v1/lineages/{id}/pause` (`{"reason"?}`): 200 `{"lineage", "control_id"}`.
+pub(super) async fn pause(
+    State(state): State<ApiState>,
+    id: IdPath,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let key = control_key(&state)?;
+    let l = lineage_by_id(&state, &path_id(id)?).await?;
+    let req: PauseBody = body(b)?;
+    let out = with_store!(&state.inner.store, s => {
+        crate::controls::operator_pause(
+            s,
+            key,
+            &l.device_id,
+            &l.source_table,
+            req.reason.as_deref(),
+        )
+        .await
+    })?;
+    Ok(Json(control_json(&out)).into_response())
+}
+
+/// `POST /v1/lineages/{id}/resume`: 200 `{"lineage", "control_id" | null}`; 409
+/// `not_operator_paused`.
+pub(super) async fn resume(
+    State(state): State<ApiState>,
+    id: IdPath,
+) -> Result<Response, ApiError> {
+    let key = control_key(&state)?;
+    let l = lineage_by_id(&state, &path_id(id)?).await?;
+    let out = with_store!(&state.inner.store, s => {
+        crate::controls::operator_resume(s, key, &l.device_id, &l.source_table).await
+    })?;
+    Ok(Json(control_json(&out)).into_response())
+}

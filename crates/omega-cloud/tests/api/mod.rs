@@ -187,6 +187,7 @@ async fn errors_have_the_one_shape() {
     let r = get(&st, "/v1/lineages?status=sleeping").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let id = Uuid::now_v7();
+    // Without a control key, pause and resume are 501 too.
     for path in ["pause", "resume", "resnapshot", "purge-staged"] {
         let r = call(
             &st,
@@ -613,4 +614,68 @@ async fn quarantine_is_listed_with_its_filters() {
         (r.status, r.error_code()),
         (StatusCode::BAD_REQUEST, "invalid_request".into())
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_pause_and_resume_queue_controls() {
+    let (store, _g) = sqlite_store().await;
+    let p = Policy::default();
+    apply(
+        &store,
+        &p,
+        "d1",
+        &batch(&device_state(), epoch(1), vec![upsert(1, 1, "a")]),
+    )
+    .await;
+    let (st, _) = state(AnyStore::Sqlite(store), Some(TOKEN));
+    let st = st.with_control_key(omega_protocol::signing::ControlKey::ed25519_from_secret(
+        &[7; 32],
+    ));
+    let lid = get(&st, "/v1/lineages").await.json()["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = call(
+        &st,
+        "POST",
+        &format!("/v1/lineages/{lid}/pause"),
+        Some(TOKEN),
+        None,
+        Some(json!({"reason": "maintenance"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let v = r.json();
+    assert_eq!(v["lineage"]["id"], lid.as_str());
+    assert!(
+        v["lineage"]["pause_causes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("operator")),
+        "{v}"
+    );
+    let resume = format!("/v1/lineages/{lid}/resume");
+    let r = call(&st, "POST", &resume, Some(TOKEN), None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(
+        !r.json()["lineage"]["pause_causes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("operator"))
+    );
+    let r = call(&st, "POST", &resume, Some(TOKEN), None, None).await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (StatusCode::CONFLICT, "not_operator_paused".into())
+    );
+    let r = call(
+        &st,
+        "POST",
+        &format!("/v1/lineages/{}/pause", Uuid::now_v7()),
+        Some(TOKEN),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 }

@@ -129,7 +129,11 @@ async fn serve_api(
         let _ = writeln!(out, "http: listening on {addr}").and_then(|()| out.flush());
     }
     let token = cfg.api.token.as_ref().map(|t| t.expose().to_string());
-    let state = omega_cloud::api::ApiState::new(store, policy, token, Some(stats));
+    let mut state = omega_cloud::api::ApiState::new(store, policy, token, Some(stats));
+    // Read (and checked) once already by `run`; the API signs pause/resume controls with it.
+    if let Ok(key) = cfg.control.read_key(&cfg.file) {
+        state = state.with_control_key(key);
+    }
     Some(tokio::spawn(async move {
         if let Err(e) = omega_cloud::api::serve_http(listener, state, stop).await {
             tracing::error!(error = %e, "the HTTP API stopped");
