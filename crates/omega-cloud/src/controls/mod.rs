@@ -8,8 +8,10 @@
 //!   rows of §6.2, each one transaction.
 //! - **Send** ([`send`]): a sweep publishes, per device, only the pending control with the
 //!   lowest `control_seq`, and resends the same bytes on the schedule of [`resend_delay`].
+//! - **Backpressure** ([`backpressure`]): the §12 caps, as a sweep.
 //! - **ACK**: ingest marks (device, `control_id`) `acked` ([`crate::store::StoreTx::control_ack`]).
 
+pub mod backpressure;
 pub mod send;
 
 use omega_protocol::json::Json;

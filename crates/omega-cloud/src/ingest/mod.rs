@@ -74,6 +74,8 @@ pub struct IngestOptions {
     /// `control.resend_after` (§14.3). Controls are sent, signed with the receipts' key,
     /// whenever [`IngestOptions::receipts`] is set.
     pub control_resend_after: Duration,
+    /// The staging caps of backpressure (§12), swept whenever receipts are on.
+    pub backpressure: crate::controls::backpressure::Caps,
 }
 
 impl IngestOptions {
@@ -89,6 +91,7 @@ impl IngestOptions {
             session_expiry: Duration::from_secs(24 * 3600),
             receipts: None,
             control_resend_after: Duration::from_secs(30),
+            backpressure: crate::controls::backpressure::Caps::default(),
         }
     }
 
@@ -117,6 +120,11 @@ impl IngestOptions {
         opts.shared_group = cfg.ingest.shared_group.clone().unwrap_or_default();
         opts.workers = usize::try_from(cfg.ingest.workers).unwrap_or(usize::MAX);
         opts.control_resend_after = cfg.control.resend_after;
+        opts.backpressure = crate::controls::backpressure::Caps {
+            max_rows: cfg.policy.max_pending_rows_per_lineage,
+            max_bytes: cfg.policy.max_pending_bytes_per_lineage,
+            resume_percent: cfg.policy.resume_threshold_percent,
+        };
         Ok(opts)
     }
 
@@ -224,13 +232,20 @@ pub async fn serve_with_stats<S: Store>(
     let acker = tokio::spawn(send_acks(client.clone(), ack_rx, stats.clone()));
     let sweeper = tokio::spawn(sweep_forever(worker.store.clone(), opts.policy));
     // Controls (§14) go out when the cloud has its signing key (the receipts' key).
-    let control_sender = opts.receipts.as_ref().map(|_| {
-        tokio::spawn(crate::controls::send::run_sender(
-            worker.store.clone(),
-            client.clone(),
-            opts.device_topic.clone(),
-            opts.control_resend_after,
-        ))
+    let control_sender = opts.receipts.as_ref().map(|r| {
+        (
+            tokio::spawn(crate::controls::send::run_sender(
+                worker.store.clone(),
+                client.clone(),
+                opts.device_topic.clone(),
+                opts.control_resend_after,
+            )),
+            tokio::spawn(crate::controls::backpressure::run(
+                worker.store.clone(),
+                r.key.clone(),
+                opts.backpressure,
+            )),
+        )
     });
     let mut queue: AckQueue<Publish> = AckQueue::new();
     let mut tasks = JoinSet::new();
@@ -306,8 +321,9 @@ pub async fn serve_with_stats<S: Store>(
     }
     tasks.abort_all();
     sweeper.abort();
-    if let Some(t) = &control_sender {
-        t.abort();
+    if let Some((sender, backpressure)) = &control_sender {
+        sender.abort();
+        backpressure.abort();
     }
     drop(ack_tx);
     let _ = acker.await;

@@ -33,7 +33,10 @@ macro_rules! both {
     };
 }
 
-both!(pause_resume_queue_signed_controls_sent_in_order);
+both!(
+    pause_resume_queue_signed_controls_sent_in_order,
+    backpressure_sweep_pauses_over_cap_and_resumes_under_threshold,
+);
 
 fn key() -> ControlKey {
     ControlKey::ed25519_from_secret(&[7; 32])
@@ -108,4 +111,42 @@ async fn pause_resume_queue_signed_controls_sent_in_order<S: Store>(s: S) {
     let all = tx.controls_of("gw-1").await.unwrap();
     assert_eq!(all[0].state, ControlState::Acked);
     tx.commit().await.unwrap();
+}
+
+async fn backpressure_sweep_pauses_over_cap_and_resumes_under_threshold<S: Store>(s: S) {
+    use omega_cloud::controls::backpressure::{Caps, sweep};
+    let cols = device_state();
+    // No auto-approval: the rows are staged under a review.
+    let b = batch(&cols, epoch(1), vec![upsert(1, 1, "a"), upsert(2, 2, "b")]);
+    apply(&s, &omega_cloud::policy::Policy::default(), "gw-1", &b).await;
+    let staged = lineage(&s, "gw-1", "device_state").await.staged_rows;
+    assert!(staged >= 2, "staged {staged}");
+    let tight = Caps {
+        max_rows: 1,
+        max_bytes: 1 << 30,
+        resume_percent: 80,
+    };
+    assert_eq!(sweep(&s, &key(), &tight).await.unwrap(), 1);
+    let l = lineage(&s, "gw-1", "device_state").await;
+    assert!(l.pause_causes.contains(&PauseCause::Backpressure));
+    assert!(l.device_paused);
+    assert_eq!(
+        sweep(&s, &key(), &tight).await.unwrap(),
+        0,
+        "nothing more to do"
+    );
+    let loose = Caps {
+        max_rows: 1000,
+        max_bytes: 1 << 30,
+        resume_percent: 80,
+    };
+    assert_eq!(sweep(&s, &key(), &loose).await.unwrap(), 1);
+    let l = lineage(&s, "gw-1", "device_state").await;
+    assert!(!l.pause_causes.contains(&PauseCause::Backpressure));
+    assert!(!l.device_paused);
+    let mut tx = s.begin().await.unwrap();
+    let all = tx.controls_of("gw-1").await.unwrap();
+    tx.rollback().await.unwrap();
+    let kinds: Vec<&str> = all.iter().map(|c| c.kind.as_str()).collect();
+    assert_eq!(kinds, vec!["pause_lineage", "resume_lineage"]);
 }
