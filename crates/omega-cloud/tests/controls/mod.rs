@@ -150,3 +150,32 @@ async fn backpressure_sweep_pauses_over_cap_and_resumes_under_threshold<S: Store
     let kinds: Vec<&str> = all.iter().map(|c| c.kind.as_str()).collect();
     assert_eq!(kinds, vec!["pause_lineage", "resume_lineage"]);
 }
+
+/// Two `serve` processes: a control claimed by one transaction is skipped by another
+/// (`FOR UPDATE SKIP LOCKED`), so the same tick never sends it twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_claims_skip_rows_locked_by_another_sweep() {
+    let (s, _guard) = crate::support::postgres_store().await;
+    let cols = device_state();
+    for d in ["gw-1", "gw-2"] {
+        let b = batch(&cols, epoch(1), vec![upsert(1, 1, "a")]);
+        apply(&s, &auto(), d, &b).await;
+        operator_pause(&s, &key(), d, "device_state", None)
+            .await
+            .unwrap();
+    }
+    let mut a = s.begin().await.unwrap();
+    let now = a.now();
+    let first = a.controls_due(now, 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    let mut b = s.begin().await.unwrap();
+    let second = b.controls_due(now, 10).await.unwrap();
+    assert_eq!(
+        second.len(),
+        1,
+        "only the row not claimed by the first sweep"
+    );
+    assert_ne!(first[0].control_id, second[0].control_id);
+    b.rollback().await.unwrap();
+    a.rollback().await.unwrap();
+}
