@@ -16,6 +16,29 @@ const SCHEMA: &str = r#"
 "#;
 const TABLES: [&str; 2] = ["readings", "order"];
 
+/// An agent process, killed when dropped so that a failing test leaves none behind.
+struct Agent(Child);
+
+impl std::ops::Deref for Agent {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Agent {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 struct Device {
     dir: tempfile::TempDir,
     id: String,
@@ -63,7 +86,7 @@ sqlite-replication:
 
     /// Starts the agent and, the first time, waits until its capture triggers exist: rows
     /// written before that would need the enrollment snapshot (issue #8).
-    fn start_captured(&self) -> Child {
+    fn start_captured(&self) -> Agent {
         let mut child = self.start();
         let conn = rusqlite::Connection::open(self.source()).unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -89,7 +112,7 @@ sqlite-replication:
         }
     }
 
-    fn start(&self) -> Child {
+    fn start(&self) -> Agent {
         Command::new(env!("CARGO_BIN_EXE_omega"))
             .args(["agent", "run", "--config"])
             .arg(self.config())
@@ -101,6 +124,7 @@ sqlite-replication:
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
+            .map(Agent)
             .expect("start omega agent run")
     }
 }
