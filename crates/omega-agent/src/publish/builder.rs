@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 
 use omega_protocol::limits::{MAX_PAYLOAD_BYTES, MAX_ROWS_PER_BATCH};
-use omega_protocol::message::{Op, Record, RowBatch, RowChange, encode_row_change};
-use omega_protocol::schema::SchemaColumns;
+use omega_protocol::message::{
+    Op, Record, RowBatch, RowChange, encode_row_change, row_batch_overhead_bound,
+};
 
 use crate::capture::TableSpec;
 use crate::source::cell::Cell;
@@ -72,7 +73,8 @@ pub fn build(
     for (i, c) in changes.iter().enumerate() {
         last_of.insert(c.key.as_slice(), i);
     }
-    let mut rows: Vec<(RowChange, Vec<u8>)> = Vec::with_capacity(last_of.len());
+    let mut wire_rows: Vec<RowChange> = Vec::with_capacity(last_of.len());
+    let mut encoded_rows: Vec<Vec<u8>> = Vec::with_capacity(last_of.len());
     for (i, c) in changes.iter().enumerate() {
         if last_of.get(c.key.as_slice()) != Some(&i) {
             continue;
@@ -85,20 +87,21 @@ pub fn build(
         let change = to_row_change(ctx.spec, c, stats);
         let mut bytes = Vec::with_capacity(64);
         encode_row_change(&change, &mut bytes);
-        rows.push((change, bytes));
+        wire_rows.push(change);
+        encoded_rows.push(bytes);
     }
 
     let mut out = Vec::new();
     let mut prev = ctx.prev_commit_seq;
     let mut schema_due = ctx.send_schema_columns;
     let mut start = 0;
-    while start < rows.len() {
+    while start < encoded_rows.len() {
         let schema = schema_due.then(|| ctx.spec.schema.clone());
-        let overhead = envelope_len(ctx, schema.as_ref(), prev);
+        let overhead = row_batch_overhead_bound(&ctx.spec.name, schema.as_ref());
         let mut end = start;
         let mut size = overhead;
-        while end < rows.len() && end - start < MAX_ROWS_PER_BATCH {
-            let add = rows[end].1.len() + 1;
+        while end < encoded_rows.len() && end - start < MAX_ROWS_PER_BATCH {
+            let add = encoded_rows[end].len() + 1;
             if end > start && size + add > MAX_PAYLOAD_BYTES {
                 break;
             }
@@ -107,10 +110,10 @@ pub fn build(
         }
         if end - start == 1 && size > MAX_PAYLOAD_BYTES {
             stats.oversized_rows += 1;
-            tracing::error!(table = %ctx.spec.name, commit_seq = rows[start].0.commit_seq, bytes = size,
+            tracing::error!(table = %ctx.spec.name, commit_seq = wire_rows[0].commit_seq, bytes = size,
                 "row over 512 KiB on its own: sent alone");
         }
-        let chunk: Vec<RowChange> = rows[start..end].iter().map(|(r, _)| r.clone()).collect();
+        let chunk: Vec<RowChange> = wire_rows.drain(..end - start).collect();
         let first = chunk.first().map_or(0, |r| r.commit_seq);
         let last = chunk.last().map_or(0, |r| r.commit_seq);
         let batch = RowBatch {
@@ -125,35 +128,14 @@ pub fn build(
             rows: chunk,
             snapshot: None,
         };
-        let payload = batch.to_json_bytes();
+        let encoded: Vec<&[u8]> = encoded_rows[start..end].iter().map(Vec::as_slice).collect();
+        let payload = batch.to_json_bytes_with_encoded_rows(&encoded);
         prev = prev.map(|_| last);
         schema_due = false;
         out.push(Built { batch, payload });
         start = end;
     }
     out
-}
-
-/// Bytes of a batch envelope with no rows (an upper bound for the real envelope: sequence
-/// numbers are counted at their widest).
-fn envelope_len(
-    ctx: &BatchContext<'_>,
-    schema: Option<&SchemaColumns>,
-    prev: Option<i64>,
-) -> usize {
-    let probe = RowBatch {
-        batch_id: "00000000-0000-7000-8000-000000000000".into(),
-        journal_epoch: ctx.journal_epoch.to_string(),
-        source_table: ctx.spec.name.clone(),
-        schema_hash: ctx.spec.schema_hash.clone(),
-        schema_columns: schema.cloned(),
-        first_commit_seq: i64::MAX,
-        last_commit_seq: i64::MAX,
-        prev_commit_seq: prev.map(|_| i64::MAX),
-        rows: Vec::new(),
-        snapshot: None,
-    };
-    probe.to_json_bytes().len()
 }
 
 fn to_row_change(spec: &TableSpec, c: &Change, stats: &mut BuildStats) -> RowChange {

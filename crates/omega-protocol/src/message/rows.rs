@@ -36,6 +36,21 @@ impl RowBatch {
 
     /// Appends the compact JSON payload to `out`.
     pub fn write_json(&self, out: &mut Vec<u8>) {
+        self.write_json_rows(out, |i, rows| encode_row_change(&self.rows[i], rows));
+    }
+
+    /// The payload of this batch with its rows already encoded by [`encode_row_change`]
+    /// (`encoded[i]` for `rows[i]`), so a builder that measured each row does not encode it
+    /// twice. The result equals [`Self::to_json_bytes`].
+    pub fn to_json_bytes_with_encoded_rows(&self, encoded: &[&[u8]]) -> Vec<u8> {
+        debug_assert_eq!(encoded.len(), self.rows.len());
+        let len: usize = encoded.iter().map(|r| r.len() + 1).sum();
+        let mut out = Vec::with_capacity(512 + len);
+        self.write_json_rows(&mut out, |i, rows| rows.extend_from_slice(encoded[i]));
+        out
+    }
+
+    fn write_json_rows(&self, out: &mut Vec<u8>, mut write_row: impl FnMut(usize, &mut Vec<u8>)) {
         let mut w = ObjectWriter::new(out);
         w.int("format_version", FORMAT_VERSION);
         w.str("capture_strategy", ROW_BATCH_CAPTURE_STRATEGY);
@@ -54,11 +69,11 @@ impl RowBatch {
         }
         let rows = w.key("rows");
         rows.push(b'[');
-        for (i, change) in self.rows.iter().enumerate() {
+        for i in 0..self.rows.len() {
             if i > 0 {
                 rows.push(b',');
             }
-            encode_row_change(change, rows);
+            write_row(i, rows);
         }
         rows.push(b']');
         w.finish();
@@ -155,6 +170,22 @@ mod tests {
             ],
             snapshot: None,
         }
+    }
+
+    #[test]
+    fn pre_encoded_rows_give_the_same_payload() {
+        let b = sample();
+        let encoded: Vec<Vec<u8>> = b
+            .rows
+            .iter()
+            .map(|r| {
+                let mut v = Vec::new();
+                encode_row_change(r, &mut v);
+                v
+            })
+            .collect();
+        let refs: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+        assert_eq!(b.to_json_bytes_with_encoded_rows(&refs), b.to_json_bytes());
     }
 
     #[test]
