@@ -442,11 +442,7 @@ pub fn journal_mode(conn: &Connection) -> Result<String, DiscoverError> {
         })
 }
 
-/// Quotes an identifier for SQL text: wrapped in `"` with every inner `"` doubled. Safe for
-/// every name SQLite can store (keywords, spaces, quotes, non-ASCII).
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+pub use crate::sql::quote_ident;
 
 #[cfg(test)]
 mod tests;

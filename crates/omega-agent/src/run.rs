@@ -240,23 +240,10 @@ async fn run_in_span(
         let due = last_flush.elapsed() >= cfg.flush_interval || more_pending;
         if connected && stopping.is_none() && due && inflight.room() > 0 {
             last_flush = Instant::now();
-            let rooms: std::collections::HashMap<String, usize> = {
-                let names = engine
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .table_names();
-                names
-                    .into_iter()
-                    .map(|n| {
-                        let r = inflight.room_for(&n);
-                        (n, r)
-                    })
-                    .collect()
-            };
-            let ready = with_engine(&engine, move |e| {
-                e.flush(&|t| rooms.get(t).copied().unwrap_or(0))
-            })
-            .await?;
+            // A copy of the in-flight room, read on the blocking thread without locking the
+            // engine from this task.
+            let rooms = inflight.rooms();
+            let ready = with_engine(&engine, move |e| e.flush(&|t| rooms.room_for(t))).await?;
             more_pending = !ready.is_empty() && inflight.room() <= ready.len();
             for b in ready {
                 let out =

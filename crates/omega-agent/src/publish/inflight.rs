@@ -45,6 +45,22 @@ struct Entry {
     acked: bool,
 }
 
+/// The room for new batches at one instant (see [`InFlight::rooms`]).
+#[derive(Debug, Clone)]
+pub struct Rooms {
+    total: usize,
+    max_per_table: usize,
+    used: HashMap<String, usize>,
+}
+
+impl Rooms {
+    /// How many more batches `table` may start, as [`InFlight::room_for`] said then.
+    pub fn room_for(&self, table: &str) -> usize {
+        let used = self.used.get(table).copied().unwrap_or(0);
+        self.total.min(self.max_per_table.saturating_sub(used))
+    }
+}
+
 /// A cursor move produced by PUBACKs: table → new published cursor.
 pub type CursorMove = (String, i64);
 
@@ -91,6 +107,19 @@ impl InFlight {
         let total_room = self.max_total.saturating_sub(self.len());
         let table_used = self.order.get(table).map_or(0, VecDeque::len);
         total_room.min(self.max_per_table.saturating_sub(table_used))
+    }
+
+    /// A copy of the room per table, to hand to the flush on another thread.
+    pub fn rooms(&self) -> Rooms {
+        Rooms {
+            total: self.room(),
+            max_per_table: self.max_per_table,
+            used: self
+                .order
+                .iter()
+                .map(|(t, q)| (t.clone(), q.len()))
+                .collect(),
+        }
     }
 
     /// Total room left.
@@ -314,6 +343,17 @@ mod tests {
         assert_eq!(f.room_for("b"), 1);
         start(&mut f, "b", 3);
         assert_eq!(f.room_for("c"), 0);
+    }
+
+    #[test]
+    fn a_room_snapshot_agrees_with_the_set() {
+        let mut f = InFlight::new(3, 2, 3);
+        start(&mut f, "a", 1);
+        start(&mut f, "a", 2);
+        let r = f.rooms();
+        for t in ["a", "b"] {
+            assert_eq!(r.room_for(t), f.room_for(t));
+        }
     }
 
     #[test]
