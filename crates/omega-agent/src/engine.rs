@@ -382,29 +382,45 @@ impl Engine {
         })?;
         let slice_full = entries.len() == READ_SLICE;
         let slice_end = entries.last().map_or(from, |e| e.seq);
-        let mut per_table: BTreeMap<String, Vec<Change>> = BTreeMap::new();
-        for e in entries {
-            let Some(name) = self.by_tid.get(&e.tid) else {
-                continue;
+        let entries: Vec<_> = entries
+            .into_iter()
+            .filter(|e| {
+                self.by_tid
+                    .get(&e.tid)
+                    .is_some_and(|name| active.contains(name) && e.seq > self.tables[name].next_seq)
+            })
+            .collect();
+        // The builder keeps only the last change of each key, so only that one needs its
+        // image: one read per distinct key in this read transaction.
+        let mut last_of: HashMap<(i64, &[crate::source::cell::Cell]), usize> =
+            HashMap::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            last_of.insert((e.tid, e.key.as_slice()), i);
+        }
+        let mut images = Vec::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            let img = if last_of.get(&(e.tid, e.key.as_slice())) == Some(&i) {
+                let t = &self.tables[&self.by_tid[&e.tid]];
+                image::read(&tx, &t.spec, &t.image_sql, &e.key).map_err(|e| {
+                    EngineError::Source {
+                        path: self.cfg.source_db_path.clone(),
+                        source: e,
+                    }
+                })?
+            } else {
+                None
             };
-            if !active.contains(name) {
-                continue;
-            }
-            let t = &self.tables[name];
-            if e.seq <= t.next_seq {
-                continue;
-            }
-            let img = image::read(&tx, &t.spec, &t.image_sql, &e.key).map_err(|e| {
-                EngineError::Source {
-                    path: self.cfg.source_db_path.clone(),
-                    source: e,
-                }
-            })?;
-            per_table.entry(name.clone()).or_default().push(Change {
+            images.push(img);
+        }
+        drop(last_of);
+        let mut per_table: BTreeMap<String, Vec<Change>> = BTreeMap::new();
+        for (e, image) in entries.into_iter().zip(images) {
+            let name = self.by_tid[&e.tid].clone();
+            per_table.entry(name).or_default().push(Change {
                 seq: e.seq,
                 op: e.op,
                 key: e.key,
-                image: img,
+                image,
             });
         }
         drop(tx);
