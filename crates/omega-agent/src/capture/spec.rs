@@ -1,6 +1,6 @@
 //! What capture needs to know about one table.
 
-use omega_protocol::schema::{ColumnInfo, SchemaColumns, affinity};
+use omega_protocol::schema::SchemaColumns;
 use rusqlite::Connection;
 
 use crate::sql::quote_ident;
@@ -46,69 +46,16 @@ pub enum SpecError {
 }
 
 impl TableSpec {
-    /// Reads the table's current definition from `main`.
+    /// Reads the table's current definition from `main`, through [`crate::discover`] (the
+    /// one schema reader shared by `validate` and `run`).
     pub fn read(conn: &Connection, table: &str) -> Result<TableSpec, SpecError> {
-        let sql_err = |e: rusqlite::Error| SpecError::Sqlite(table.to_string(), e.to_string());
-        let mut stmt = conn
-            .prepare("SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1, 'main')")
-            .map_err(sql_err)?;
-        let rows = stmt
-            .query_map([table], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            })
-            .map_err(sql_err)?;
-        let mut columns = Vec::new();
-        let mut infos = Vec::new();
-        let mut keys: Vec<(i64, String)> = Vec::new();
-        for row in rows {
-            let (name, decl, notnull, pk) = row.map_err(sql_err)?;
-            if pk > 0 {
-                keys.push((pk, name.clone()));
-            }
-            infos.push(ColumnInfo {
-                name: name.clone(),
-                decl_type_affinity: affinity(&decl),
-                pk_ordinal: u32::try_from(pk).unwrap_or(0),
-                not_null: notnull == 1,
-            });
-            columns.push(name);
-        }
-        if columns.is_empty() {
-            return Err(SpecError::Missing(table.to_string()));
-        }
-        if keys.is_empty() {
-            return Err(SpecError::NoPrimaryKey(table.to_string()));
-        }
-        if keys.len() > MAX_KEY_COLUMNS {
-            return Err(SpecError::TooManyKeyColumns(table.to_string(), keys.len()));
-        }
-        keys.sort();
-        let stored_name: String = conn
-            .query_row(
-                "SELECT name FROM sqlite_schema WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
-                [table],
-                |r| r.get(0),
-            )
-            .map_err(sql_err)?;
-        let without_rowid = is_without_rowid(conn, &stored_name).map_err(sql_err)?;
-        let schema = SchemaColumns {
-            table_name: stored_name.clone(),
-            columns: infos,
-        };
-        let schema_hash = omega_protocol::schema::schema_hash(&schema);
-        Ok(TableSpec {
-            name: stored_name,
-            columns,
-            key_columns: keys.into_iter().map(|(_, n)| n).collect(),
-            without_rowid,
-            schema,
-            schema_hash,
-        })
+        let found = crate::discover::discover(conn, &crate::config::TableStrategies::default())
+            .map_err(|e| SpecError::Sqlite(table.to_string(), e.to_string()))?;
+        let t = found
+            .iter()
+            .find(|t| t.name.eq_ignore_ascii_case(table))
+            .ok_or_else(|| SpecError::Missing(table.to_string()))?;
+        TableSpec::from_discovered(t)
     }
 
     /// Builds the spec from a table [`crate::discover`] found, refusing keys wider than the
@@ -141,16 +88,6 @@ impl TableSpec {
             .collect::<Vec<_>>()
             .join(", ")
     }
-}
-
-fn is_without_rowid(conn: &Connection, table: &str) -> rusqlite::Result<bool> {
-    // `PRAGMA table_list` (SQLite ≥ 3.37) reports `wr` = 1 for WITHOUT ROWID tables.
-    conn.query_row(
-        "SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?1",
-        [table],
-        |r| r.get::<_, i64>(0),
-    )
-    .map(|wr| wr == 1)
 }
 
 #[cfg(test)]
