@@ -33,6 +33,8 @@ pub struct ReceiptEffect {
     pub confirms: Vec<(String, i64)>,
     /// Batches the cloud quarantined.
     pub rejected: Vec<RejectedBatch>,
+    /// `(table, snapshot id)` of snapshots the cloud has stored in full.
+    pub snapshots_complete: Vec<(String, String)>,
 }
 
 fn verify(
@@ -72,9 +74,15 @@ pub fn receipt(
             _ => None,
         })
         .collect();
+    let snapshots_complete = r
+        .snapshots_complete
+        .into_iter()
+        .map(|s| (s.source_table, s.snapshot_id.to_ascii_lowercase()))
+        .collect();
     Ok(ReceiptEffect {
         confirms,
         rejected: r.rejected,
+        snapshots_complete,
     })
 }
 

@@ -13,7 +13,8 @@ use rusqlite::Connection;
 use crate::capture::TableSpec;
 use crate::capture::triggers::{self, TriggerState};
 use crate::publish::builder::{self, BatchContext, BuildStats, Change};
-use crate::publish::inflight::BatchInfo;
+use crate::publish::inflight::{BatchInfo, PartRef, snapshot_lane};
+use crate::snapshot::{self, PartBuilder};
 use crate::source::{self, image, instance, journal};
 use crate::state::{StateDb, StateError, StateLock, TableState};
 
@@ -41,6 +42,8 @@ pub struct EngineConfig {
     pub strategies: TableStrategies,
     /// Pruning rule.
     pub delivery: Delivery,
+    /// `snapshot_on_first_run`: send the rows that exist before the first run (§11.1).
+    pub snapshot_on_first_run: bool,
 }
 
 /// Errors of the engine.
@@ -93,6 +96,20 @@ struct Tracked {
     chain: i64,
     schema_sent: bool,
     paused: bool,
+    /// Why a snapshot is due (taken at the next flush while not paused).
+    snapshot_due: Option<String>,
+    /// Entries at or below this are covered by a snapshot of this epoch.
+    floor: i64,
+}
+
+/// A snapshot whose spool is being published.
+#[derive(Debug, Clone)]
+struct ActiveSnapshot {
+    id: String,
+    h: i64,
+    parts: u32,
+    /// The next part to hand out.
+    next_part: u32,
 }
 
 /// A control recorded in `state.db`: id, kind, table, watermark.
@@ -118,6 +135,9 @@ pub struct Engine {
     tables: BTreeMap<String, Tracked>,
     by_tid: HashMap<i64, String>,
     schema_version: i64,
+    snapshots: BTreeMap<String, ActiveSnapshot>,
+    /// True during the enrollment of `open` (first-run rules apply to it only).
+    initial: bool,
     /// Tables skipped at enrollment, with the reason.
     pub skipped: Vec<(String, String)>,
 }
@@ -168,10 +188,69 @@ impl Engine {
             tables: BTreeMap::new(),
             by_tid: HashMap::new(),
             schema_version,
+            snapshots: BTreeMap::new(),
+            initial: true,
             skipped: Vec::new(),
         };
         engine.enroll()?;
+        engine.initial = false;
+        let reason = match decision {
+            EpochDecision::FirstRun | EpochDecision::Kept => None,
+            EpochDecision::StateLost => Some("new epoch: state.db was lost"),
+            EpochDecision::SourceReplaced => Some("new epoch: the source file was replaced"),
+            EpochDecision::SourceRestored => {
+                Some("new epoch: the source was restored from an older copy")
+            }
+            EpochDecision::JournalReinitialised => {
+                Some("new epoch: the journal was re-initialised")
+            }
+        };
+        if let Some(reason) = reason {
+            for name in engine.table_names() {
+                engine.mark_snapshot_due(&name, reason)?;
+            }
+        }
+        engine.load_spools()?;
         Ok(engine)
+    }
+
+    /// Loads the spools of this epoch (a crash mid-publication resumes the remaining parts);
+    /// spools of another epoch or of a table no longer enrolled are deleted.
+    fn load_spools(&mut self) -> Result<(), EngineError> {
+        for h in self.state.spools()? {
+            if h.journal_epoch != self.epoch || !self.tables.contains_key(&h.table) {
+                self.state.spool_delete(&h.snapshot_id)?;
+                continue;
+            }
+            let next_part = self
+                .state
+                .spool_first_unpublished(&h.snapshot_id)?
+                .unwrap_or(h.parts + 1);
+            tracing::info!(table = %h.table, snapshot_id = %h.snapshot_id, parts = h.parts,
+                parts_published = h.parts_published, "resuming a snapshot");
+            self.snapshots.insert(
+                h.table.clone(),
+                ActiveSnapshot {
+                    id: h.snapshot_id,
+                    h: h.h,
+                    parts: h.parts,
+                    next_part,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Records that `name` needs a snapshot (`spec/agent.md` §11.1); it is taken at the next
+    /// flush in which the table may publish.
+    pub fn mark_snapshot_due(&mut self, name: &str, reason: &str) -> Result<(), EngineError> {
+        let Some(t) = self.tables.get_mut(name) else {
+            return Ok(());
+        };
+        self.state.set_snapshot_due(name, Some(reason))?;
+        tracing::info!(table = %name, %reason, "snapshot due");
+        t.snapshot_due = Some(reason.to_string());
+        Ok(())
     }
 
     fn src_err(&self, source: rusqlite::Error) -> EngineError {
@@ -233,24 +312,48 @@ impl Engine {
                 }
             };
             let mut tid = instance::table_id(&self.source, &name).map_err(|e| self.src_err(e))?;
-            let previous = self.tables.get(&name).map(|t| t.spec.key_columns.clone());
-            if previous.as_ref().is_some_and(|k| *k != spec.key_columns) {
+            let known = self.state.table(&name)?.filter(|st| st.tid.is_some());
+            let previous = match self.tables.get(&name) {
+                Some(t) => Some(t.spec.key_columns.clone()),
+                None => known
+                    .as_ref()
+                    .and_then(|st| st.schema_hash.as_deref())
+                    .and_then(|h| self.state.schema_columns(&name, h).ok().flatten())
+                    .map(|cols| key_columns_of(&cols)),
+            };
+            let mut due = None;
+            if previous
+                .as_ref()
+                .is_some_and(|k| !k.is_empty() && *k != spec.key_columns)
+            {
                 // Key columns changed: entries journaled under the old key cannot be mapped.
                 tracing::warn!(table = %name, "primary key changed: pending entries discarded");
                 tid = instance::renew_table_id(&self.source, &name).map_err(|e| self.src_err(e))?;
+                due = Some("the primary key changed");
             }
             match triggers::check(&self.source, &spec, tid).map_err(|e| self.src_err(e))? {
                 TriggerState::Current => {}
                 state => {
-                    if state == TriggerState::Missing && self.tables.contains_key(&name) {
+                    if state == TriggerState::Missing && known.is_some() {
                         tracing::warn!(table = %name, "capture triggers were missing (table rebuilt?): reinstalled");
+                        due = due.or(Some("capture triggers were missing"));
                     }
                     triggers::install(&self.source, &spec, tid).map_err(|e| self.src_err(e))?;
                     tracing::info!(table = %name, tid, "capture triggers installed");
                 }
             }
             keep_triggers.extend(triggers::trigger_names(&name));
-            self.track(spec, tid)?;
+            if due.is_none()
+                && let Some(st) = &known
+                && let Some(old_hash) = st.schema_hash.as_deref()
+                && old_hash != spec.schema_hash
+                && let Some(old) = self.state.schema_columns(&name, old_hash)?
+                && self.added_columns_hold_values(&spec, &old)?
+            {
+                // receipts.md §6: ADD COLUMN … DEFAULT changed every existing row unseen.
+                due = Some("a column was added with a non-NULL value in existing rows");
+            }
+            self.track(spec, tid, due)?;
             seen.push(name);
         }
         let dropped =
@@ -277,9 +380,42 @@ impl Engine {
         Ok(())
     }
 
-    fn track(&mut self, spec: TableSpec, tid: i64) -> Result<(), EngineError> {
+    /// Whether a column of `spec` that the schema `old` (its columns JSON) lacked holds a
+    /// non-NULL value in some row.
+    fn added_columns_hold_values(&self, spec: &TableSpec, old: &str) -> Result<bool, EngineError> {
+        let old_names = column_names_of(old);
+        for c in spec.columns.iter().filter(|c| !old_names.contains(c)) {
+            let sql = format!(
+                "SELECT EXISTS (SELECT 1 FROM main.{} WHERE {} IS NOT NULL)",
+                crate::sql::quote_ident(&spec.name),
+                crate::sql::quote_ident(c)
+            );
+            let any: bool = self
+                .source
+                .query_row(&sql, [], |r| r.get(0))
+                .map_err(|e| self.src_err(e))?;
+            if any {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn track(&mut self, spec: TableSpec, tid: i64, due: Option<&str>) -> Result<(), EngineError> {
         let name = spec.name.clone();
-        let mut st = self.state.table(&name)?.unwrap_or_else(|| TableState {
+        let existing = self.state.table(&name)?;
+        let mut due = due.map(str::to_string);
+        if existing.is_none() {
+            // A table seen for the first time: its existing rows are sent unless this is the
+            // first run without `snapshot_on_first_run` (§5, §11.1).
+            let first_run = self.initial && self.decision == EpochDecision::FirstRun;
+            if !first_run {
+                due = due.or(Some("a table enrolled after the first run".into()));
+            } else if self.cfg.snapshot_on_first_run {
+                due = due.or(Some("first run with snapshot_on_first_run".into()));
+            }
+        }
+        let mut st = existing.unwrap_or_else(|| TableState {
             name: name.clone(),
             strategy: "rows".into(),
             ..Default::default()
@@ -290,9 +426,14 @@ impl Engine {
                 // A new table id (key change): the old entries are gone for this table.
                 st.published_seq = 0;
                 st.confirmed_seq = 0;
+                st.snapshot_floor = 0;
             }
             st.tid = Some(tid);
         }
+        if due.is_some() {
+            st.snapshot_due = due.clone();
+        }
+        let due = st.snapshot_due.clone();
         st.schema_hash = Some(spec.schema_hash.clone());
         if hash_changed {
             let columns =
@@ -310,10 +451,14 @@ impl Engine {
                 if t.tid != tid {
                     t.next_seq = st.published_seq;
                     t.chain = st.published_seq;
+                    t.floor = 0;
                 }
                 t.spec = spec;
                 t.tid = tid;
                 t.image_sql = image_sql;
+                if due.is_some() {
+                    t.snapshot_due = due;
+                }
             }
             None => {
                 self.tables.insert(
@@ -322,10 +467,12 @@ impl Engine {
                         spec,
                         tid,
                         image_sql,
-                        next_seq: st.published_seq,
+                        next_seq: st.published_seq.max(st.snapshot_floor),
                         chain: st.published_seq,
                         schema_sent: false,
                         paused: st.paused,
+                        snapshot_due: due,
+                        floor: st.snapshot_floor,
                     },
                 );
             }
@@ -350,7 +497,34 @@ impl Engine {
     /// Reads pending changes and builds batches. `room(table)` says how many batches each
     /// table may start now. Returns the batches in build order.
     pub fn flush(&mut self, room: &dyn Fn(&str) -> usize) -> Result<Vec<ReadyBatch>, EngineError> {
+        self.flush_within(room, usize::MAX)
+    }
+
+    /// [`Self::flush`] with at most `total` batches in all: takes the snapshots that are due,
+    /// builds batches of live changes, then adds the next parts of snapshots being sent (in
+    /// each table's snapshot lane, [`snapshot_lane`]), so live changes keep flowing while a
+    /// snapshot is paced by its own room (`spec/agent.md` §11.2.6).
+    pub fn flush_within(
+        &mut self,
+        room: &dyn Fn(&str) -> usize,
+        total: usize,
+    ) -> Result<Vec<ReadyBatch>, EngineError> {
         self.check_schema()?;
+        self.take_due_snapshots()?;
+        let mut budget = total;
+        let mut out = self.flush_changes(room, &mut budget)?;
+        self.next_snapshot_parts(room, &mut budget, &mut out)?;
+        Ok(out)
+    }
+
+    fn flush_changes(
+        &mut self,
+        room: &dyn Fn(&str) -> usize,
+        budget: &mut usize,
+    ) -> Result<Vec<ReadyBatch>, EngineError> {
+        if *budget == 0 {
+            return Ok(Vec::new());
+        }
         let active: Vec<String> = self
             .tables
             .iter()
@@ -428,7 +602,7 @@ impl Engine {
         let mut out = Vec::new();
         let mut stats = BuildStats::default();
         for name in &active {
-            let room_here = room(name);
+            let room_here = room(name).min(*budget);
             let t = self.tables.get_mut(name).expect("active table is tracked");
             let changes = per_table.remove(name).unwrap_or_default();
             let mut limited = false;
@@ -444,6 +618,7 @@ impl Engine {
                     built.truncate(room_here);
                     limited = true;
                 }
+                *budget -= built.len();
                 for b in built {
                     t.schema_sent = true;
                     t.chain = b.batch.last_commit_seq;
@@ -454,6 +629,7 @@ impl Engine {
                             batch_id: b.batch.batch_id.clone(),
                             last_seq: b.batch.last_commit_seq,
                             rows: b.batch.rows.len(),
+                            snapshot: None,
                         },
                         payload: b.payload,
                     });
@@ -475,6 +651,176 @@ impl Engine {
             }
         }
         Ok(out)
+    }
+
+    /// Takes every due snapshot of a table that may publish (a paused table's waits for
+    /// resume, §11.3).
+    fn take_due_snapshots(&mut self) -> Result<(), EngineError> {
+        let due: Vec<(String, String)> = self
+            .tables
+            .iter()
+            .filter(|(_, t)| !t.paused)
+            .filter_map(|(n, t)| Some((n.clone(), t.snapshot_due.clone()?)))
+            .collect();
+        for (name, reason) in due {
+            self.take_snapshot(&name, &reason)?;
+        }
+        Ok(())
+    }
+
+    /// `spec/agent.md` §11.2: in one read transaction of the source, fix H (the journal's
+    /// position: every visible change is at or below it, every later one above) and read the
+    /// table in key order into a spool in `state.db`; the spool, the table's floor H and the
+    /// cleared due flag commit together. Then the table's entries at or below H are pruned,
+    /// and its next batch of live changes chains from the confirmed point (the snapshot
+    /// stands in for everything up to H).
+    pub fn take_snapshot(&mut self, name: &str, reason: &str) -> Result<(), EngineError> {
+        let Some(t) = self.tables.get(name) else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        let id = ids::new_v7();
+        let path = &self.cfg.source_db_path;
+        let src_err = |source| EngineError::Source {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.source.unchecked_transaction().map_err(src_err)?;
+        let h = journal::max_seq(&tx).map_err(src_err)?;
+        let mut writer = self
+            .state
+            .spool_writer(&id, name, &self.epoch, h, reason, &now())?;
+        let builder = PartBuilder::new(&t.spec, &self.epoch, &id, h);
+        let stats =
+            snapshot::read_table(&tx, builder, &mut writer, ids::new_v7).map_err(|e| match e {
+                snapshot::ReadError::Source(e) => src_err(e),
+                snapshot::ReadError::State(e) => EngineError::State(e),
+            })?;
+        let header = writer.commit(|stx| {
+            stx.execute(
+                "UPDATE tables SET snapshot_due = NULL, needs_resnapshot = 0,
+                   snapshot_floor = max(snapshot_floor, ?2) WHERE name = ?1",
+                rusqlite::params![name, h],
+            )
+            .map(|_| ())
+        })?;
+        drop(tx);
+        for (counter, n) in [
+            ("null_key_rows", stats.null_key_rows),
+            ("invalid_utf8_values", stats.invalid_utf8_values),
+            ("oversized_rows", stats.oversized_rows),
+        ] {
+            if n > 0 {
+                self.state.bump_counter(counter, n as i64)?;
+            }
+        }
+        let st = self.state.table(name)?.unwrap_or_default();
+        let t = self.tables.get_mut(name).expect("checked above");
+        t.snapshot_due = None;
+        t.floor = t.floor.max(h);
+        t.next_seq = t.next_seq.max(h);
+        t.chain = st.confirmed_seq;
+        tracing::info!(
+            table = %name, snapshot_id = %id, h, rows = header.rows, parts = header.parts,
+            took = ?started.elapsed(), %reason, "snapshot taken"
+        );
+        self.snapshots.insert(
+            name.to_string(),
+            ActiveSnapshot {
+                id,
+                h,
+                parts: header.parts,
+                next_part: 1,
+            },
+        );
+        self.prune()
+    }
+
+    /// Hands out the next parts of every snapshot being sent, within its lane's room.
+    fn next_snapshot_parts(
+        &mut self,
+        room: &dyn Fn(&str) -> usize,
+        budget: &mut usize,
+        out: &mut Vec<ReadyBatch>,
+    ) -> Result<(), EngineError> {
+        for (name, snap) in self.snapshots.iter_mut() {
+            if *budget == 0 {
+                break;
+            }
+            if self.tables.get(name).is_none_or(|t| t.paused) || snap.next_part > snap.parts {
+                continue;
+            }
+            let n = room(&snapshot_lane(name)).min(*budget);
+            if n == 0 {
+                continue;
+            }
+            for part in self.state.spool_parts(&snap.id, snap.next_part, n)? {
+                snap.next_part = part.part + 1;
+                *budget -= 1;
+                out.push(ReadyBatch {
+                    info: BatchInfo {
+                        table: name.clone(),
+                        batch_id: part.batch_id,
+                        last_seq: snap.h,
+                        rows: part.rows,
+                        snapshot: Some(PartRef {
+                            id: snap.id.clone(),
+                            part: part.part,
+                        }),
+                    },
+                    payload: part.payload,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a snapshot part's PUBACK. Under [`Delivery::Puback`] a snapshot whose parts
+    /// all have theirs is complete (§11.2.7).
+    pub fn on_snapshot_part_published(&mut self, part: &PartRef) -> Result<(), EngineError> {
+        self.state.spool_part_published(&part.id, part.part)?;
+        if self.cfg.delivery == Delivery::Puback
+            && self.state.spool_first_unpublished(&part.id)?.is_none()
+            && let Some(h) = self.state.spool(&part.id)?
+        {
+            self.snapshot_done(&h.table, &part.id)?;
+        }
+        Ok(())
+    }
+
+    /// A verified receipt named these snapshots `(table, id)` complete: their spools go.
+    pub fn on_snapshots_complete(&mut self, done: &[(String, String)]) -> Result<(), EngineError> {
+        for (table, id) in done {
+            if let Some(h) = self.state.spool(id)?
+                && h.table == *table
+            {
+                self.snapshot_done(table, id)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot_done(&mut self, table: &str, id: &str) -> Result<(), EngineError> {
+        self.state.spool_delete(id)?;
+        if self.snapshots.get(table).is_some_and(|s| s.id == id) {
+            self.snapshots.remove(table);
+        }
+        tracing::info!(%table, snapshot_id = %id, "snapshot complete");
+        Ok(())
+    }
+
+    /// Whether a snapshot has every part handed out but is not confirmed complete yet (what
+    /// the receipt timeout watches, with the cursors).
+    pub fn snapshots_awaiting_confirmation(&self) -> bool {
+        self.snapshots.values().any(|s| s.next_part > s.parts)
+    }
+
+    /// Snapshots being sent: table → (id, parts, next part to hand out).
+    pub fn snapshot_progress(&self) -> Vec<(String, String, u32, u32)> {
+        self.snapshots
+            .iter()
+            .map(|(t, s)| (t.clone(), s.id.clone(), s.parts, s.next_part))
+            .collect()
     }
 
     /// Commits PUBACK cursor moves in one `state.db` transaction; under
@@ -505,9 +851,13 @@ impl Engine {
     pub fn rewind_all(&mut self) -> Result<(), EngineError> {
         for (name, t) in self.tables.iter_mut() {
             let st = self.state.table(name)?.unwrap_or_default();
-            t.next_seq = st.confirmed_seq;
+            t.next_seq = st.confirmed_seq.max(t.floor);
             t.chain = st.confirmed_seq;
             t.schema_sent = false;
+        }
+        // A snapshot is confirmed only as a whole: every part goes again (same batch ids).
+        for snap in self.snapshots.values_mut() {
+            snap.next_part = 1;
         }
         Ok(())
     }
@@ -517,8 +867,14 @@ impl Engine {
     pub fn rewind_to_published(&mut self) -> Result<(), EngineError> {
         for (name, t) in self.tables.iter_mut() {
             let st = self.state.table(name)?.unwrap_or_default();
-            t.next_seq = st.published_seq;
+            t.next_seq = st.published_seq.max(t.floor);
             t.chain = st.published_seq;
+        }
+        for snap in self.snapshots.values_mut() {
+            snap.next_part = self
+                .state
+                .spool_first_unpublished(&snap.id)?
+                .unwrap_or(snap.parts + 1);
         }
         Ok(())
     }
@@ -530,8 +886,10 @@ impl Engine {
         let mut floor = i64::MAX;
         for t in self.state.tables()? {
             if let (Some(tid), true) = (t.tid, self.tables.contains_key(&t.name)) {
-                cursors.push((tid, t.confirmed_seq));
-                floor = floor.min(t.confirmed_seq);
+                // Entries covered by a snapshot go as confirmed ones do.
+                let upto = t.confirmed_seq.max(t.snapshot_floor);
+                cursors.push((tid, upto));
+                floor = floor.min(upto);
             }
         }
         if floor == i64::MAX {
@@ -642,7 +1000,7 @@ impl Engine {
                             Delivery::Receipts => st.confirmed_seq,
                             Delivery::Puback => st.published_seq,
                         };
-                        t.next_seq = from;
+                        t.next_seq = from.max(t.floor);
                         t.chain = from;
                     }
                 }
@@ -659,9 +1017,12 @@ impl Engine {
                 }
             }
             ("resnapshot_table", Some(t)) => {
-                tracing::warn!(
-                    "resnapshot_table source_table={t}: snapshots are not implemented yet; recorded"
-                );
+                tracing::info!("resnapshot_table source_table={t}");
+                match enrolled {
+                    Some(name) => self.mark_snapshot_due(&name, "resnapshot_table control")?,
+                    None => tracing::warn!(source_table = %t,
+                        "resnapshot_table for a table that is not enrolled: recorded only"),
+                }
             }
             (other, _) => tracing::warn!(kind = other, "control kind not acted on"),
         }
@@ -697,7 +1058,7 @@ impl Engine {
         let mut cursors = Vec::new();
         for (name, t) in &self.tables {
             let st = self.state.table(name)?.unwrap_or_default();
-            cursors.push((t.tid, st.confirmed_seq));
+            cursors.push((t.tid, st.confirmed_seq.max(t.floor)));
         }
         let counts =
             journal::pending_by_table(&self.source, &cursors).map_err(|e| self.src_err(e))?;
@@ -797,7 +1158,10 @@ fn decide_epoch(src: &Connection, state: &StateDb) -> Result<(String, EpochDecis
         .conn()
         .unchecked_transaction()
         .map_err(|e| state.err(e))?;
-    tx.execute("UPDATE tables SET published_seq = 0, confirmed_seq = 0, chain_seq = 0, confirmed_at = NULL", [])
+    tx.execute("UPDATE tables SET published_seq = 0, confirmed_seq = 0, chain_seq = 0, confirmed_at = NULL, snapshot_floor = 0", [])
+        .map_err(|e| state.err(e))?;
+    // Spools of the old life are void: every table is snapshotted again in the new one.
+    tx.execute_batch("DELETE FROM snapshot_parts; DELETE FROM snapshots;")
         .map_err(|e| state.err(e))?;
     for (k, v) in [
         ("instance_id", instance_id.as_str()),
@@ -831,4 +1195,39 @@ fn greatest(a: Option<&str>, b: Option<&str>) -> Option<String> {
         ),
         (a, b) => a.or(b).map(str::to_string),
     }
+}
+
+/// Column names in a stored schema's columns JSON (`SchemaColumns::to_json`).
+fn column_names_of(columns_json: &str) -> Vec<String> {
+    columns_of(columns_json)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// Key columns (in key order) of a stored schema's columns JSON.
+fn key_columns_of(columns_json: &str) -> Vec<String> {
+    let mut keyed: Vec<(i64, String)> = columns_of(columns_json)
+        .into_iter()
+        .filter(|(_, pk)| *pk > 0)
+        .map(|(name, pk)| (pk, name))
+        .collect();
+    keyed.sort();
+    keyed.into_iter().map(|(_, n)| n).collect()
+}
+
+fn columns_of(columns_json: &str) -> Vec<(String, i64)> {
+    let Ok(json) = omega_protocol::json::parse(columns_json.as_bytes()) else {
+        return Vec::new();
+    };
+    json.get("columns")
+        .and_then(|c| c.as_array())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| {
+            let name = c.get("name")?.as_str()?.to_string();
+            let pk = c.get("pk_ordinal").and_then(|p| p.as_i64()).unwrap_or(0);
+            Some((name, pk))
+        })
+        .collect()
 }

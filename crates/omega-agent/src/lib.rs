@@ -14,6 +14,7 @@ pub mod downlink;
 pub mod engine;
 pub mod publish;
 pub mod run;
+pub mod snapshot;
 pub mod source;
 pub mod sql;
 pub mod state;

@@ -18,7 +18,7 @@ use omega_protocol::signing::ControlVerifier;
 
 use crate::downlink::{self, Verification};
 use crate::engine::{Delivery, Engine, EngineConfig, EngineError};
-use crate::publish::inflight::InFlight;
+use crate::publish::inflight::{Acked, InFlight};
 use crate::transport::{MqttSettings, TransportError, mqtt_options};
 
 /// Batches in flight at most, in total and per table (`spec/agent.md` §8.5).
@@ -68,6 +68,7 @@ impl RunConfig {
                 state_db_path: r.state_db_path.clone(),
                 strategies: r.table_strategies.clone(),
                 delivery: r.delivery,
+                snapshot_on_first_run: r.snapshot_on_first_run,
             },
             mqtt: MqttSettings {
                 url: c.server_url.to_string(),
@@ -243,7 +244,10 @@ async fn run_in_span(
             // A copy of the in-flight room, read on the blocking thread without locking the
             // engine from this task.
             let rooms = inflight.rooms();
-            let ready = with_engine(&engine, move |e| e.flush(&|t| rooms.room_for(t))).await?;
+            let ready = with_engine(&engine, move |e| {
+                e.flush_within(&|t| rooms.room_for(t), rooms.total())
+            })
+            .await?;
             more_pending = !ready.is_empty() && inflight.room() <= ready.len();
             for b in ready {
                 let out =
@@ -270,11 +274,12 @@ async fn run_in_span(
             && last_progress.elapsed() > cfg.receipt_timeout
         {
             let unconfirmed = with_engine(&engine, |e| {
-                Ok(e.state()
-                    .tables()
-                    .map_err(EngineError::from)?
-                    .iter()
-                    .any(|t| t.published_seq > t.confirmed_seq))
+                Ok(e.snapshots_awaiting_confirmation()
+                    || e.state()
+                        .tables()
+                        .map_err(EngineError::from)?
+                        .iter()
+                        .any(|t| t.published_seq > t.confirmed_seq))
             })
             .await?;
             last_progress = Instant::now();
@@ -336,14 +341,28 @@ async fn run_in_span(
                 }
                 Ok(Event::Incoming(Incoming::PubAck(ack))) => {
                     sent_at.remove(&ack.pkid);
-                    if let Some((mv, done)) = inflight.on_puback(ack.pkid) {
-                        summary.batches_acked += done.len() as u64;
-                        summary.rows_acked += done.iter().map(|b| b.rows as u64).sum::<u64>();
-                        with_engine(&engine, move |e| e.on_published(&[mv])).await?;
-                        if cfg.engine.delivery == Delivery::Puback {
-                            last_progress = Instant::now();
+                    match inflight.on_puback(ack.pkid) {
+                        Some(Acked::Cursor(mv, done)) => {
+                            summary.batches_acked += done.len() as u64;
+                            summary.rows_acked += done.iter().map(|b| b.rows as u64).sum::<u64>();
+                            with_engine(&engine, move |e| e.on_published(&[mv])).await?;
+                            if cfg.engine.delivery == Delivery::Puback {
+                                last_progress = Instant::now();
+                            }
+                            more_pending = true;
                         }
-                        more_pending = true;
+                        Some(Acked::SnapshotPart(info)) => {
+                            summary.batches_acked += 1;
+                            summary.rows_acked += info.rows as u64;
+                            if let Some(part) = info.snapshot {
+                                with_engine(&engine, move |e| e.on_snapshot_part_published(&part)).await?;
+                            }
+                            // A snapshot in progress is progress: the receipt timeout counts
+                            // from its last part.
+                            last_progress = Instant::now();
+                            more_pending = true;
+                        }
+                        None => {}
                     }
                 }
                 Ok(Event::Incoming(Incoming::Publish(p))) if p.topic == receipt_topic => {
@@ -356,11 +375,12 @@ async fn run_in_span(
                                     "the cloud rejected a batch (quarantined); fix the cause on the device");
                             }
                             let rejected = fx.rejected.len() as i64;
-                            if !fx.confirms.is_empty() || rejected > 0 {
+                            if !fx.confirms.is_empty() || rejected > 0 || !fx.snapshots_complete.is_empty() {
                                 let moved = with_engine(&engine, move |e| {
                                     if rejected > 0 {
                                         e.state().bump_counter("batches_rejected", rejected)?;
                                     }
+                                    e.on_snapshots_complete(&fx.snapshots_complete)?;
                                     e.on_confirmed(&fx.confirms)
                                 })
                                 .await;

@@ -67,8 +67,29 @@ pub struct TableStatus {
     pub needs_resnapshot: bool,
     /// Why publishing is blocked.
     pub blocked: Option<String>,
-    /// Snapshot progress (none yet).
-    pub snapshot: Option<String>,
+    /// Why a snapshot is due and not yet taken (e.g. the table is paused).
+    pub snapshot_due: Option<String>,
+    /// The snapshot being sent, if any.
+    pub snapshot: Option<SnapshotStatus>,
+}
+
+/// A snapshot being sent (`spec/agent.md` §11): its spool in `state.db`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SnapshotStatus {
+    /// `snapshot.id`.
+    pub id: String,
+    /// H.
+    pub h: i64,
+    /// Rows in it.
+    pub rows: i64,
+    /// Parts in all.
+    pub parts: u32,
+    /// Parts with their PUBACK; the spool is deleted when the cloud confirms it complete.
+    pub parts_published: u32,
+    /// Why it was taken.
+    pub reason: String,
+    /// When.
+    pub taken_at: String,
 }
 
 /// Reads the report. `source` is opened read-only; when it cannot be, pending counts are
@@ -80,6 +101,7 @@ pub fn collect(
 ) -> Result<StatusReport, StateError> {
     let state = StateDb::open_read_only(state_path)?;
     let tables = state.tables()?;
+    let spools = state.spools()?;
     let counters = state.counters()?.into_iter().collect();
     let mut warnings = Vec::new();
     let src =
@@ -108,8 +130,8 @@ pub fn collect(
                 .first()
                 .map(|&(_, n, b)| (n, b))
         };
-        let pending = counts(t.published_seq).map(|(n, _)| n);
-        let buffered = counts(t.confirmed_seq);
+        let pending = counts(t.published_seq.max(t.snapshot_floor)).map(|(n, _)| n);
+        let buffered = counts(t.confirmed_seq.max(t.snapshot_floor));
         total = match (total, buffered) {
             (Some(a), Some((_, b))) => Some(a + b),
             _ => None,
@@ -140,7 +162,19 @@ pub fn collect(
             pause_reason: t.pause_reason.clone(),
             needs_resnapshot: t.needs_resnapshot,
             blocked: t.blocked.clone(),
-            snapshot: None,
+            snapshot_due: t.snapshot_due.clone(),
+            snapshot: spools
+                .iter()
+                .find(|h| h.table == t.name)
+                .map(|h| SnapshotStatus {
+                    id: h.snapshot_id.clone(),
+                    h: h.h,
+                    rows: h.rows,
+                    parts: h.parts,
+                    parts_published: h.parts_published,
+                    reason: h.reason.clone(),
+                    taken_at: h.created_at.clone(),
+                }),
         });
     }
     Ok(StatusReport {

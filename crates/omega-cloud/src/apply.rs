@@ -250,6 +250,9 @@ async fn apply_in<T: StoreTx>(
             report.snapshot_completed = try_complete(tx, &scope, &mut state).await?;
             tx.snapshot_save(&state).await?;
         }
+        if state.all_parts_in() {
+            confirm_through_snapshot(tx, &mut lineage, &state).await?;
+        }
     }
 
     tx.ledger_insert(&LedgerEntry {
@@ -418,6 +421,33 @@ pub(crate) async fn materialize_changes<T: StoreTx>(
     lineage.mirror_table = Some(mirror.name.clone());
     let ok = plan.passed.iter().filter(|p| **p).count();
     Ok((ok, plan.failures.len()))
+}
+
+/// A snapshot whose parts are all stored stands for every change of its table up to H, so
+/// the lineage's confirmed point of that epoch moves to at least H (then absorbs the batches
+/// already chained from there). The agent chains its next live batch from a point at or
+/// below this one, and pruned what the snapshot covers.
+pub(crate) async fn confirm_through_snapshot<T: StoreTx>(
+    tx: &mut T,
+    lineage: &mut Lineage,
+    state: &SnapshotState,
+) -> Result<(), StoreError> {
+    if lineage.journal_epoch != Some(state.journal_epoch) || state.h <= lineage.confirmed_through {
+        return Ok(());
+    }
+    lineage.confirmed_through = state.h;
+    while let Some(next) = tx
+        .ledger_chain_next(
+            &state.device_id,
+            &state.source_table,
+            state.journal_epoch,
+            lineage.confirmed_through,
+        )
+        .await?
+    {
+        lineage.confirmed_through = next;
+    }
+    Ok(())
 }
 
 /// Completes a snapshot whose parts are all in and none staged (§10.7.2): tombstones the

@@ -78,8 +78,7 @@ impl Wire {
         wire
     }
 
-    /// The mirror the wire implies: per table, per canonical pk, the change with the greatest
-    /// (epoch, commit_seq); deleted rows removed.
+    /// The mirror the wire implies ([`mirror_of`] of every batch recorded).
     pub fn mirror(&self) -> Tables {
         let invalid = self.invalid.lock().unwrap();
         assert!(
@@ -88,35 +87,76 @@ impl Wire {
             &invalid[..invalid.len().min(3)]
         );
         drop(invalid);
-        let mut best: Best = BTreeMap::new();
-        for b in self.batches.lock().unwrap().iter() {
-            for r in &b.rows {
-                let key = (
-                    b.source_table.clone(),
-                    omega_protocol::pk::canonical_pk(&r.pk),
-                );
-                let version = (b.journal_epoch.clone(), r.commit_seq);
-                let row = if r.op == Op::Delete {
-                    None
-                } else {
-                    r.row.clone()
-                };
-                match best.get(&key) {
-                    Some((v, _)) if *v >= version => {}
-                    _ => {
-                        best.insert(key, (version, row));
-                    }
+        mirror_of(&self.batches.lock().unwrap())
+    }
+}
+
+/// The mirror a set of row batches implies, as the cloud builds it: per table, per canonical
+/// pk, the change with the greatest (epoch, commit_seq), deleted rows removed; and for every
+/// snapshot whose parts 1..n all arrived, rows of that table below its (epoch, H) are
+/// tombstoned (`cloud.md` §10.7).
+pub fn mirror_of(batches: &[RowBatch]) -> Tables {
+    let mut best: Best = BTreeMap::new();
+    // (table, snapshot id) → (epoch, H, parts seen, last part number)
+    type Parts = (String, i64, std::collections::BTreeSet<u32>, Option<u32>);
+    let mut snapshots: BTreeMap<(String, String), Parts> = BTreeMap::new();
+    for b in batches {
+        if let Some(s) = &b.snapshot {
+            let e = snapshots
+                .entry((b.source_table.clone(), s.id.clone()))
+                .or_insert_with(|| {
+                    (
+                        b.journal_epoch.clone(),
+                        b.last_commit_seq,
+                        Default::default(),
+                        None,
+                    )
+                });
+            e.2.insert(s.part);
+            if s.last {
+                e.3 = Some(s.part);
+            }
+        }
+        for r in &b.rows {
+            let key = (
+                b.source_table.clone(),
+                omega_protocol::pk::canonical_pk(&r.pk),
+            );
+            let version = (b.journal_epoch.clone(), r.commit_seq);
+            let row = if r.op == Op::Delete {
+                None
+            } else {
+                r.row.clone()
+            };
+            match best.get(&key) {
+                Some((v, _)) if *v >= version => {}
+                _ => {
+                    best.insert(key, (version, row));
                 }
             }
         }
-        let mut out: Tables = BTreeMap::new();
-        for ((table, pk), (_, row)) in best {
-            if let Some(row) = row {
-                out.entry(table).or_default().insert(pk, row);
+    }
+    // Complete snapshots: the greatest (epoch, H) per table.
+    let mut floor: BTreeMap<String, (String, i64)> = BTreeMap::new();
+    for ((table, _), (epoch, h, parts, last)) in snapshots {
+        if last.is_some_and(|n| (1..=n).all(|p| parts.contains(&p))) {
+            let v = (epoch, h);
+            let f = floor.entry(table).or_insert_with(|| v.clone());
+            if v > *f {
+                *f = v;
             }
         }
-        out
     }
+    let mut out: Tables = BTreeMap::new();
+    for ((table, pk), (version, row)) in best {
+        if floor.get(&table).is_some_and(|f| version < *f) {
+            continue;
+        }
+        if let Some(row) = row {
+            out.entry(table).or_default().insert(pk, row);
+        }
+    }
+    out
 }
 
 /// A short description of how two table sets differ (for assertion messages).

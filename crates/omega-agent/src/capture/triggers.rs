@@ -207,7 +207,7 @@ mod tests {
         conn.execute_batch(r#"INSERT INTO "a""b" VALUES ('x', 1); UPDATE "a""b" SET k = 'X'; UPDATE "a""b" SET v = 2;"#)
             .unwrap();
         let ops: Vec<(i64, String)> = conn
-            .prepare("SELECT op, k1 FROM __omega_journal ORDER BY seq")
+            .prepare("SELECT op, k1 FROM __omega_journal WHERE tid <> 0 ORDER BY seq")
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()

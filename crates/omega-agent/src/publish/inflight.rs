@@ -34,6 +34,43 @@ pub struct BatchInfo {
     pub last_seq: i64,
     /// Number of row changes.
     pub rows: usize,
+    /// For a snapshot part: its snapshot id and part number. Parts move no cursor.
+    pub snapshot: Option<PartRef>,
+}
+
+/// Names one part of one snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartRef {
+    /// `snapshot.id`.
+    pub id: String,
+    /// `snapshot.part`.
+    pub part: u32,
+}
+
+impl BatchInfo {
+    /// The queue this batch waits in: its table's, or for a snapshot part the table's
+    /// snapshot lane (see [`snapshot_lane`]).
+    fn lane(&self) -> String {
+        match self.snapshot {
+            Some(_) => snapshot_lane(&self.table),
+            None => self.table.clone(),
+        }
+    }
+}
+
+/// The in-flight lane of a table's snapshot parts: they have their own room, so a snapshot
+/// never takes the room of the table's live changes (`spec/agent.md` §11.2.6).
+pub fn snapshot_lane(table: &str) -> String {
+    format!("{table}\u{0}snapshot")
+}
+
+/// What a PUBACK resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acked {
+    /// The acknowledged prefix of a table's batches grew: its published cursor moves.
+    Cursor(CursorMove, Vec<BatchInfo>),
+    /// A snapshot part (parts are independent of each other and of the cursor).
+    SnapshotPart(BatchInfo),
 }
 
 #[derive(Debug)]
@@ -58,6 +95,11 @@ impl Rooms {
     pub fn room_for(&self, table: &str) -> usize {
         let used = self.used.get(table).copied().unwrap_or(0);
         self.total.min(self.max_per_table.saturating_sub(used))
+    }
+
+    /// How many more batches may start in all.
+    pub fn total(&self) -> usize {
+        self.total
     }
 }
 
@@ -135,10 +177,7 @@ impl InFlight {
         let pkid = self
             .alloc_pkid()
             .expect("a packet id is free for a batch within the room");
-        self.order
-            .entry(info.table.clone())
-            .or_default()
-            .push_back(pkid);
+        self.order.entry(info.lane()).or_default().push_back(pkid);
         let entry = Entry {
             info: Some(info),
             topic: topic.clone(),
@@ -197,13 +236,13 @@ impl InFlight {
     /// Handles a PUBACK. Returns the table's new published cursor when the acknowledged prefix
     /// grew, with the batches it covers. An unknown packet id (a late PUBACK from an earlier
     /// connection, already resolved) returns `None`.
-    pub fn on_puback(&mut self, pkid: u16) -> Option<(CursorMove, Vec<BatchInfo>)> {
-        let table = {
+    pub fn on_puback(&mut self, pkid: u16) -> Option<Acked> {
+        let (table, lane, part) = {
             let entry = self.by_pkid.get_mut(&pkid)?;
             match &entry.info {
                 Some(info) => {
                     entry.acked = true;
-                    info.table.clone()
+                    (info.table.clone(), info.lane(), info.snapshot.is_some())
                 }
                 None => {
                     self.by_pkid.remove(&pkid);
@@ -212,7 +251,17 @@ impl InFlight {
                 }
             }
         };
-        let queue = self.order.get_mut(&table)?;
+        if part {
+            let info = self.by_pkid.remove(&pkid).and_then(|e| e.info)?;
+            if let Some(queue) = self.order.get_mut(&lane) {
+                queue.retain(|p| *p != pkid);
+                if queue.is_empty() {
+                    self.order.remove(&lane);
+                }
+            }
+            return Some(Acked::SnapshotPart(info));
+        }
+        let queue = self.order.get_mut(&lane)?;
         let mut done = Vec::new();
         while let Some(&front) = queue.front() {
             if !self.by_pkid.get(&front).is_some_and(|e| e.acked) {
@@ -224,10 +273,10 @@ impl InFlight {
             }
         }
         if queue.is_empty() {
-            self.order.remove(&table);
+            self.order.remove(&lane);
         }
         let last = done.iter().map(|b| b.last_seq).max()?;
-        Some(((table, last), done))
+        Some(Acked::Cursor((table, last), done))
     }
 
     /// Every unacknowledged batch, oldest first per table, to re-send after a reconnect with
@@ -262,11 +311,14 @@ impl InFlight {
         out
     }
 
-    /// Forgets every batch of `table` (after a rewind: they will be rebuilt).
+    /// Forgets every batch of `table`, snapshot parts included (after a rewind: they will be
+    /// rebuilt).
     pub fn forget_table(&mut self, table: &str) {
-        if let Some(queue) = self.order.remove(table) {
-            for pkid in queue {
-                self.by_pkid.remove(&pkid);
+        for lane in [table.to_string(), snapshot_lane(table)] {
+            if let Some(queue) = self.order.remove(&lane) {
+                for pkid in queue {
+                    self.by_pkid.remove(&pkid);
+                }
             }
         }
     }
@@ -278,9 +330,17 @@ impl InFlight {
         self.order.clear();
     }
 
-    /// Tables with batches in flight.
+    /// Tables with batches (or snapshot parts) in flight.
     pub fn tables(&self) -> Vec<String> {
-        self.order.keys().cloned().collect()
+        let mut out: Vec<String> = self
+            .order
+            .values()
+            .filter_map(|q| q.front())
+            .filter_map(|p| self.by_pkid.get(p)?.info.as_ref().map(|i| i.table.clone()))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 }
 
@@ -294,6 +354,15 @@ mod tests {
             batch_id: format!("b{last}"),
             last_seq: last,
             rows: 1,
+            snapshot: None,
+        }
+    }
+
+    /// The cursor move of a PUBACK (none for a snapshot part).
+    fn ack(f: &mut InFlight, pkid: u16) -> Option<(CursorMove, Vec<BatchInfo>)> {
+        match f.on_puback(pkid)? {
+            Acked::Cursor(m, done) => Some((m, done)),
+            Acked::SnapshotPart(_) => None,
         }
     }
 
@@ -311,8 +380,8 @@ mod tests {
         let mut f = InFlight::new(8, 4, 16);
         let a = start(&mut f, "t", 10);
         let b = start(&mut f, "t", 20);
-        assert_eq!(f.on_puback(b), None);
-        let ((table, cursor), done) = f.on_puback(a).unwrap();
+        assert_eq!(ack(&mut f, b), None);
+        let ((table, cursor), done) = ack(&mut f, a).unwrap();
         assert_eq!((table.as_str(), cursor, done.len()), ("t", 20, 2));
         assert!(f.is_empty());
     }
@@ -322,7 +391,7 @@ mod tests {
         let mut f = InFlight::new(8, 4, 16);
         let a = start(&mut f, "a", 5);
         let _b = start(&mut f, "b", 6);
-        assert_eq!(f.on_puback(a).unwrap().0, ("a".to_string(), 5));
+        assert_eq!(ack(&mut f, a).unwrap().0, ("a".to_string(), 5));
         assert_eq!(f.len(), 1);
     }
 
@@ -330,7 +399,7 @@ mod tests {
     fn an_unknown_puback_changes_nothing() {
         let mut f = InFlight::new(8, 4, 16);
         start(&mut f, "a", 5);
-        assert_eq!(f.on_puback(9), None);
+        assert_eq!(ack(&mut f, 9), None);
         assert_eq!(f.len(), 1);
     }
 
@@ -361,7 +430,7 @@ mod tests {
         let mut f = InFlight::new(2, 2, 2);
         let a = start(&mut f, "a", 1);
         let b = start(&mut f, "a", 2);
-        f.on_puback(a).unwrap();
+        ack(&mut f, a).unwrap();
         let c = start(&mut f, "a", 3);
         assert_ne!(c, b);
         assert_eq!(c, a);
@@ -370,18 +439,47 @@ mod tests {
     #[test]
     fn other_messages_share_packet_ids_but_move_no_cursor() {
         let mut f = InFlight::new(2, 2, 4);
-        let ack = f
+        let ack_id = f
             .start_other(Arc::from("ack"), bytes::Bytes::from_static(b"{}"))
             .unwrap()
             .pkid;
         let a = start(&mut f, "t", 1);
-        assert_ne!(ack, a);
+        assert_ne!(ack_id, a);
         assert_eq!(f.len(), 1);
         assert_eq!(f.room(), 1);
         f.clear();
         assert_eq!(f.resend_all().len(), 1, "the ACK survives a session loss");
-        assert_eq!(f.on_puback(ack), None);
+        assert_eq!(ack(&mut f, ack_id), None);
         assert!(f.resend_all().is_empty());
+    }
+
+    #[test]
+    fn snapshot_parts_have_their_own_lane_and_move_no_cursor() {
+        let mut f = InFlight::new(8, 2, 16);
+        let a = start(&mut f, "t", 10);
+        let mut part = |n: u32| {
+            let mut i = info("t", 50);
+            i.snapshot = Some(PartRef {
+                id: "s".into(),
+                part: n,
+            });
+            f.start(i, Arc::from("t"), bytes::Bytes::from_static(b"p"))
+                .pkid
+        };
+        let p1 = part(1);
+        let p2 = part(2);
+        assert_eq!(f.room_for("t"), 1, "parts do not take the table's room");
+        assert_eq!(f.room_for(&snapshot_lane("t")), 0);
+        assert_eq!(f.tables(), ["t"]);
+        // A later part acknowledged first resolves on its own; no cursor moves.
+        match f.on_puback(p2) {
+            Some(Acked::SnapshotPart(i)) => assert_eq!(i.snapshot.unwrap().part, 2),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(f.room_for(&snapshot_lane("t")), 1);
+        assert!(matches!(f.on_puback(p1), Some(Acked::SnapshotPart(_))));
+        assert_eq!(ack(&mut f, a).unwrap().0, ("t".to_string(), 10));
+        assert!(f.is_empty());
     }
 
     #[test]
@@ -389,7 +487,7 @@ mod tests {
         let mut f = InFlight::new(8, 4, 16);
         let a = start(&mut f, "t", 1);
         let b = start(&mut f, "t", 2);
-        f.on_puback(b);
+        ack(&mut f, b);
         let again = f.resend_all();
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].pkid, a);
@@ -440,14 +538,17 @@ mod model {
                             continue;
                         }
                         seq += 1;
-                        let info = BatchInfo { table: table.clone(), batch_id: seq.to_string(), last_seq: seq, rows: 1 };
+                        let info = BatchInfo { table: table.clone(), batch_id: seq.to_string(), last_seq: seq, rows: 1, snapshot: None };
                         let out = real.start(info, Arc::from("x"), bytes::Bytes::new());
                         prop_assert!(model.values().flatten().all(|(p, _, _)| *p != out.pkid), "packet id reused while in flight");
                         model.entry(table).or_default().push((out.pkid, seq, false));
                     }
                     Action::Ack(n) => {
                         let pkid = u16::from(n % 10);
-                        let moved = real.on_puback(pkid);
+                        let moved = match real.on_puback(pkid) {
+                            Some(Acked::Cursor(m, done)) => Some((m, done)),
+                            _ => None,
+                        };
                         let mut expect = None;
                         for (table, q) in model.iter_mut() {
                             if let Some(e) = q.iter_mut().find(|e| e.0 == pkid) {

@@ -22,7 +22,12 @@ pub const OP_UPDATE: i64 = 2;
 /// `op` of a delete entry.
 pub const OP_DELETE: i64 = 3;
 
-/// Creates the journal if it does not exist.
+/// `op` of the position marker written into an empty journal (`tid` 0, no table).
+pub const OP_MARKER: i64 = 0;
+
+/// Creates the journal if it does not exist. An empty journal gets a position marker at
+/// `seq` 1, so the position is never 0: a snapshot of a table with no captured change yet
+/// still has an H ≥ 1 (`commit_seq` starts at 1, `protocol.md` §8) below every later change.
 pub fn create(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS __omega_journal (
@@ -30,7 +35,9 @@ pub fn create(conn: &Connection) -> rusqlite::Result<()> {
             tid INTEGER NOT NULL,
             op INTEGER NOT NULL,
             k1, k2, k3, k4, k5, k6, k7, k8
-        )",
+        );
+        INSERT INTO __omega_journal (seq, tid, op)
+            SELECT 1, 0, 0 WHERE NOT EXISTS (SELECT 1 FROM __omega_journal);",
     )
 }
 
@@ -209,6 +216,8 @@ mod tests {
     fn journal_with(n: i64) -> Connection {
         let conn = Connection::open_in_memory().unwrap();
         create(&conn).unwrap();
+        // These tests number entries from 1: drop the position marker.
+        conn.execute("DELETE FROM __omega_journal", []).unwrap();
         for i in 0..n {
             conn.execute(
                 "INSERT INTO __omega_journal(tid, op, k1) VALUES (?1, 1, ?2)",
@@ -255,6 +264,24 @@ mod tests {
     }
 
     #[test]
+    fn a_new_journal_starts_at_position_1_and_create_again_adds_nothing() {
+        let conn = Connection::open_in_memory().unwrap();
+        create(&conn).unwrap();
+        create(&conn).unwrap();
+        assert_eq!(max_seq(&conn).unwrap(), 1);
+        conn.execute(
+            "INSERT INTO __omega_journal(tid, op, k1) VALUES (1, 1, 0)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            max_seq(&conn).unwrap(),
+            2,
+            "the first change is above H = 1"
+        );
+    }
+
+    #[test]
     fn key_values_keep_their_storage_class() {
         let conn = Connection::open_in_memory().unwrap();
         create(&conn).unwrap();
@@ -263,7 +290,7 @@ mod tests {
             rusqlite::params![i64::MAX, vec![0u8, 255], f64::INFINITY],
         )
         .unwrap();
-        let e = &read_after(&conn, 0, 10, |_| Some(3)).unwrap()[0];
+        let e = &read_after(&conn, 1, 10, |_| Some(3)).unwrap()[0];
         assert_eq!(
             e.key,
             vec![

@@ -62,10 +62,37 @@ const MIGRATIONS: &[Migration] = &[
         name: "when a table's oldest unconfirmed change was published (receipts.md §5.5)",
         sql: "ALTER TABLE tables ADD COLUMN unconfirmed_since TEXT;",
     },
+    Migration {
+        version: 3,
+        name: "snapshot spools and the per-table snapshot floor (spec/agent.md §11)",
+        sql: "
+        ALTER TABLE tables ADD COLUMN snapshot_due TEXT;
+        ALTER TABLE tables ADD COLUMN snapshot_floor INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE snapshots (
+            snapshot_id TEXT PRIMARY KEY,
+            table_name TEXT NOT NULL,
+            journal_epoch TEXT NOT NULL,
+            h INTEGER NOT NULL,
+            parts INTEGER NOT NULL,
+            rows INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE snapshot_parts (
+            snapshot_id TEXT NOT NULL,
+            part INTEGER NOT NULL,
+            batch_id TEXT NOT NULL,
+            rows INTEGER NOT NULL,
+            payload BLOB NOT NULL,
+            published INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (snapshot_id, part)
+        );
+    ",
+    },
 ];
 
 /// The format version this agent writes.
-pub const CURRENT: i64 = 2;
+pub const CURRENT: i64 = 3;
 
 /// Applies every missing step, each in its own transaction with its `user_version` bump.
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StateError> {

@@ -8,6 +8,7 @@
 //! `state.db.lock` ([`StateLock`]), so that `omega agent status` can still read the file.
 
 pub mod migrations;
+pub mod spool;
 pub mod tables;
 
 use std::fs::File;

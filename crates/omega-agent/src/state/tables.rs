@@ -37,10 +37,16 @@ pub struct TableState {
     pub needs_resnapshot: bool,
     /// Why publishing is blocked (`oversized_row …`), if it is.
     pub blocked: Option<String>,
+    /// Why a snapshot of this table is due (`spec/agent.md` §11.1); `None` when none is.
+    pub snapshot_due: Option<String>,
+    /// H of the last snapshot taken in this epoch: journal entries at or below it are
+    /// covered by that snapshot and are neither sent nor kept.
+    pub snapshot_floor: i64,
 }
 
 const COLUMNS: &str = "name, tid, strategy, schema_hash, published_seq, confirmed_seq, chain_seq, \
-    confirmed_at, paused, server_watermark, pause_reason, paused_epoch, needs_resnapshot, blocked";
+    confirmed_at, paused, server_watermark, pause_reason, paused_epoch, needs_resnapshot, blocked, \
+    snapshot_due, snapshot_floor";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TableState> {
     Ok(TableState {
@@ -58,6 +64,8 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TableState> {
         paused_epoch: r.get(11)?,
         needs_resnapshot: r.get::<_, i64>(12)? != 0,
         blocked: r.get(13)?,
+        snapshot_due: r.get(14)?,
+        snapshot_floor: r.get(15)?,
     })
 }
 
@@ -90,7 +98,7 @@ impl StateDb {
             .execute(
                 &format!(
                     "INSERT OR REPLACE INTO tables ({COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
                 ),
                 rusqlite::params![
                     t.name,
@@ -107,6 +115,8 @@ impl StateDb {
                     t.paused_epoch,
                     t.needs_resnapshot as i64,
                     t.blocked,
+                    t.snapshot_due,
+                    t.snapshot_floor,
                 ],
             )
             .map(|_| ())
@@ -128,7 +138,7 @@ impl StateDb {
             let mut stmt = tx
                 .prepare_cached(
                     "UPDATE tables SET
-                       published_seq = max(published_seq, ?2),
+                       published_seq = max(published_seq, ?2, ?3),
                        confirmed_at = CASE WHEN ?3 > confirmed_seq THEN ?4 ELSE confirmed_at END,
                        confirmed_seq = max(confirmed_seq, ?3)
                      WHERE name = ?1",
@@ -163,6 +173,29 @@ impl StateDb {
             )
             .optional()
             .map(Option::flatten)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Sets or clears why a table's snapshot is due.
+    pub fn set_snapshot_due(&self, name: &str, reason: Option<&str>) -> Result<(), StateError> {
+        self.conn()
+            .execute(
+                "UPDATE tables SET snapshot_due = ?2 WHERE name = ?1",
+                rusqlite::params![name, reason],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The columns JSON recorded for a table's schema hash.
+    pub fn schema_columns(&self, table: &str, hash: &str) -> Result<Option<String>, StateError> {
+        self.conn()
+            .query_row(
+                "SELECT columns FROM schemas WHERE table_name = ?1 AND schema_hash = ?2",
+                [table, hash],
+                |r| r.get(0),
+            )
+            .optional()
             .map_err(|e| self.err(e))
     }
 

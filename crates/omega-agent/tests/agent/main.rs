@@ -2,6 +2,7 @@
 
 mod ddl;
 mod engine_smoke;
+mod snapshot;
 mod support;
 mod tls;
 mod wire;

@@ -51,6 +51,7 @@ pub fn run_config(dir: &Path, source: &Path, device: &str, broker_url: &str) -> 
             state_db_path: dir.join("state").join("state.db"),
             strategies: omega_agent::config::TableStrategies::default(),
             delivery: Delivery::Puback,
+            snapshot_on_first_run: false,
         },
         mqtt: MqttSettings {
             url: broker_url.to_string(),

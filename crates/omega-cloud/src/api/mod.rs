@@ -7,7 +7,7 @@
 //!
 //! The status page `/` answers only clients on a loopback address (no token needed).
 //!
-//! Routes whose backend does not exist yet (resnapshot, purge-staged, staged rows, JITR; pause
+//! Routes whose backend does not exist yet (purge-staged, staged rows, JITR; pause
 //! and resume without a control key) answer 501 `not_implemented`.
 
 pub mod error;
@@ -101,10 +101,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/v1/lineages/{id}/pause", post(routes::pause))
         .route("/v1/lineages/{id}/resume", post(routes::resume))
-        .route(
-            "/v1/lineages/{id}/resnapshot",
-            post(ni("POST /v1/lineages/{id}/resnapshot")),
-        )
+        .route("/v1/lineages/{id}/resnapshot", post(routes::resnapshot))
         .route(
             "/v1/lineages/{id}/purge-staged",
             post(ni("POST /v1/lineages/{id}/purge-staged")),

@@ -513,3 +513,18 @@ pub(super) async fn resume(
     })?;
     Ok(Json(control_json(&out)).into_response())
 }
+
+/// `POST /v1/lineages/{id}/resnapshot` **[Omega]**: 202 `{"control_id"}`, a signed
+/// `resnapshot_table` queued for the device.
+pub(super) async fn resnapshot(
+    State(state): State<ApiState>,
+    id: IdPath,
+) -> Result<Response, ApiError> {
+    let key = control_key(&state)?;
+    let l = lineage_by_id(&state, &path_id(id)?).await?;
+    let out = with_store!(&state.inner.store, s => {
+        crate::controls::operator_resnapshot(s, key, &l.device_id, &l.source_table).await
+    })?;
+    let body = json!({ "control_id": out.control_id.map(|c| c.to_string()) });
+    Ok((axum::http::StatusCode::ACCEPTED, Json(body)).into_response())
+}

@@ -59,6 +59,8 @@ pub enum ControlKind {
     PauseLineage,
     /// Publish a table's buffered changes again.
     ResumeLineage,
+    /// Send the table again as a snapshot (**[Omega]**).
+    ResnapshotTable,
 }
 
 impl ControlKind {
@@ -67,6 +69,7 @@ impl ControlKind {
         match self {
             ControlKind::PauseLineage => "pause_lineage",
             ControlKind::ResumeLineage => "resume_lineage",
+            ControlKind::ResnapshotTable => "resnapshot_table",
         }
     }
 }
@@ -134,11 +137,14 @@ pub fn envelope_members(
             "source_table".to_string(),
             Json::String(spec.source_table.clone()),
         ),
-        (
+    ];
+    // §12.2: a field that does not apply to a kind is left out.
+    if spec.kind != ControlKind::ResnapshotTable {
+        m.push((
             "server_watermark".to_string(),
             Json::Integer(spec.server_watermark),
-        ),
-    ];
+        ));
+    }
     if spec.kind == ControlKind::PauseLineage
         && let Some(r) = &spec.reason
     {
@@ -378,6 +384,27 @@ pub async fn operator_resume<S: Store>(
     table: &str,
 ) -> Result<ControlOutcome, ControlError> {
     change(store, key, device, table, resume_transition).await
+}
+
+/// Operator resnapshot of (device, table) (`omega cloud resnapshot`,
+/// `POST /v1/lineages/{id}/resnapshot`): queues a signed `resnapshot_table`; the lineage's
+/// state does not change. The device answers with a snapshot whose completion tombstones
+/// the mirror rows it no longer has (`cloud.md` §10.7).
+pub async fn operator_resnapshot<S: Store>(
+    store: &S,
+    key: &ControlKey,
+    device: &str,
+    table: &str,
+) -> Result<ControlOutcome, ControlError> {
+    change(store, key, device, table, |l| {
+        Ok(Some(ControlSpec {
+            kind: ControlKind::ResnapshotTable,
+            source_table: l.source_table.clone(),
+            server_watermark: 0,
+            reason: None,
+        }))
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -45,6 +45,10 @@ pub enum CloudCommand {
     Pause(PauseArgs),
     /// Operator resume of one device's table: queues a signed resume_lineage control.
     Resume(ResumeArgs),
+    /// Asks one device to send a table again as a snapshot: queues a signed resnapshot_table
+    /// control. When the snapshot completes, mirror rows the device no longer has are
+    /// tombstoned.
+    Resnapshot(ResumeArgs),
 }
 
 /// Arguments of `omega cloud pause`.
@@ -70,7 +74,7 @@ pub struct PauseArgs {
     pub json: bool,
 }
 
-/// Arguments of `omega cloud resume`.
+/// Arguments of `omega cloud resume` and `omega cloud resnapshot`.
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
     /// The cloud configuration file (store.url and control.signing_key_path).
@@ -272,5 +276,6 @@ pub fn run(cmd: CloudCommand) -> anyhow::Result<ExitCode> {
         CloudCommand::Quarantine(args) => inspect::quarantine(&args),
         CloudCommand::Pause(args) => control::pause(&args),
         CloudCommand::Resume(args) => control::resume(&args),
+        CloudCommand::Resnapshot(args) => control::resnapshot(&args),
     }
 }

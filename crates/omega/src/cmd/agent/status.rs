@@ -77,6 +77,14 @@ fn human(r: &StatusReport) -> String {
                 ""
             }
         ));
+        if let Some(s) = &t.snapshot {
+            out.push_str(&format!(
+                "  snapshot {}: {}/{} parts published, {} rows at commit_seq {} ({}, taken {})\n",
+                s.id, s.parts_published, s.parts, s.rows, s.h, s.reason, s.taken_at
+            ));
+        } else if let Some(why) = &t.snapshot_due {
+            out.push_str(&format!("  snapshot due: {why}\n"));
+        }
     }
     if !r.counters.is_empty() {
         out.push_str("\ncounters\n");

@@ -276,6 +276,7 @@ pub fn engine_config(dir: &Path, source: &Path, delivery: Delivery) -> EngineCon
         state_db_path: dir.join("state").join("state.db"),
         strategies: Default::default(),
         delivery,
+        snapshot_on_first_run: false,
     }
 }
 

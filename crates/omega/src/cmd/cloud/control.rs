@@ -40,6 +40,19 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
     report("resumed", &out, args.json)
 }
 
+/// `omega cloud resnapshot`.
+pub fn resnapshot(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
+    let (key, opened) = open(&args.config, args.store.as_deref())?;
+    let Opened { store, rt, .. } = opened;
+    let (d, t) = (&args.device, &args.table);
+    let out = rt
+        .block_on(async {
+            with_store!(&store, s => controls::operator_resnapshot(s, &key, d, t).await)
+        })
+        .map_err(control_error)?;
+    report("resnapshot requested for", &out, args.json)
+}
+
 fn open(
     config: &std::path::Path,
     store_url: Option<&str>,

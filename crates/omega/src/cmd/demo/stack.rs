@@ -278,6 +278,7 @@ pub fn start_agent(
             // The cloud sends signed receipts: the journal is pruned only once the cloud has
             // stored the changes, not on the broker's PUBACK.
             delivery: Delivery::Receipts,
+            snapshot_on_first_run: true,
         },
         mqtt: MqttSettings {
             url: broker_url.to_string(),
