@@ -285,8 +285,11 @@ async fn run_in_span(
             last_progress = Instant::now();
             if unconfirmed {
                 tracing::warn!(timeout = ?cfg.receipt_timeout, "no receipt progress: re-sending unconfirmed changes");
-                inflight.clear();
-                sent_at.clear();
+                // Batches still in flight stay registered: their packet ids are still in the
+                // MQTT client's state, and reusing one would make the client hold the new
+                // publish (rumqttc keeps a single "collision" slot) while the old PUBACK is
+                // taken for the new batch. The rebuilt batches are duplicates the cloud
+                // ignores.
                 with_engine(&engine, |e| e.rewind_all()).await?;
                 more_pending = true;
             }

@@ -51,6 +51,10 @@ impl PostgresDb {
 
 impl Drop for PostgresDb {
     fn drop(&mut self) {
+        if std::env::var_os("OMEGA_KEEP_TEST_DB").is_some() {
+            eprintln!("omega-testkit: keeping test database {} (OMEGA_KEEP_TEST_DB)", self.name);
+            return;
+        }
         let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
         if let Err(e) = run_admin(sql) {
             // Dropping must not panic during unwinding; a leftover database is only clutter.

@@ -103,6 +103,8 @@ pub async fn sweep<S: Store>(
         }
         let mut tx = store.begin().await?;
         let r = async {
+            // Device first, then lineage: the order apply takes them in.
+            tx.device_lock(&l.device_id).await?;
             let Some(mut l) = tx.lineage_lock_id(l.id).await? else {
                 return Ok(false);
             };

@@ -331,6 +331,8 @@ async fn change<S: Store>(
 ) -> Result<ControlOutcome, ControlError> {
     let mut tx = store.begin().await?;
     let r = async {
+        // Device first, then lineage: the order apply takes them in.
+        tx.device_lock(device).await?;
         let mut l = find_lineage(&mut tx, device, table).await?;
         let spec = f(&mut l)?;
         l.updated_at = tx.now();

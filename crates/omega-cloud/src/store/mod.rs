@@ -51,7 +51,7 @@ pub enum StoreError {
         reason: String,
     },
     /// A PostgreSQL error.
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", pg_detail(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// No PostgreSQL connection could be had from the pool.
     #[error("PostgreSQL pool: {0}")]
@@ -78,6 +78,24 @@ pub enum StoreError {
         /// What was found.
         detail: String,
     },
+}
+
+/// tokio-postgres displays a server error as just "db error": name the server's message,
+/// SQLSTATE and detail instead (or the I/O cause), so a log line says what went wrong.
+fn pg_detail(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            if let Some(d) = db.detail() {
+                s.push_str(&format!("; {d}"));
+            }
+            s
+        }
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
 }
 
 impl StoreError {
@@ -231,6 +249,10 @@ pub trait StoreTx: Send {
 
     /// Upserts the device: first and last seen.
     fn device_touch(&mut self, device: &str) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Locks the device's row for this transaction (a no-op where transactions are serial).
+    /// Every transaction that locks a device and one of its lineages takes the device first
+    /// (apply does, through [`StoreTx::device_touch`]), so they cannot deadlock.
+    fn device_lock(&mut self, device: &str) -> impl Future<Output = StoreResult<()>> + Send;
     /// Upserts the lineage of (device, table) and locks it for this transaction.
     fn lineage_lock(
         &mut self,

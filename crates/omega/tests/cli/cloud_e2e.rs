@@ -30,11 +30,11 @@ const SCHEMA: &str = r#"
                           qty INTEGER, PRIMARY KEY ("select", "group")) WITHOUT ROWID;
     CREATE TABLE "naïve tablé ""q""" (k BLOB PRIMARY KEY NOT NULL, v TEXT, r REAL);
 "#;
-const TABLES: [&str; 3] = ["readings", "order", "naïve tablé \"q\""];
+pub(crate) const TABLES: [&str; 3] = ["readings", "order", "naïve tablé \"q\""];
 
-const CONVERGE: Duration = Duration::from_secs(90);
+pub(crate) const CONVERGE: Duration = Duration::from_secs(90);
 
-fn quote(name: &str) -> String {
+pub(crate) fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
@@ -45,7 +45,7 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-fn omega(args: &[&str]) -> Output {
+pub(crate) fn omega(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_omega"))
         .args(args)
         .env("RUST_LOG", "warn")
@@ -54,11 +54,11 @@ fn omega(args: &[&str]) -> Output {
 }
 
 /// A child process that is killed when the guard drops, so a failing test leaves none behind.
-struct Proc(Option<Child>);
+pub(crate) struct Proc(Option<Child>);
 
 impl Proc {
     /// SIGTERM, then the exit status must be 0.
-    fn sigterm(mut self) {
+    pub(crate) fn sigterm(mut self) {
         let mut child = self.0.take().unwrap();
         let pid = child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -67,7 +67,7 @@ impl Proc {
     }
 
     /// SIGKILL.
-    fn kill9(mut self) {
+    pub(crate) fn kill9(mut self) {
         let mut child = self.0.take().unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
@@ -84,21 +84,32 @@ impl Drop for Proc {
 }
 
 /// One test's files: the key pair, the cloud config, the device config and source.
-struct Setup {
+pub(crate) struct Setup {
     dir: tempfile::TempDir,
-    root: String,
-    device: String,
+    pub(crate) root: String,
+    pub(crate) device: String,
     store_url: String,
 }
 
 impl Setup {
     /// `store` is `None` for a SQLite store in the test directory.
-    fn new(prefix: &str, store: Option<&str>) -> Setup {
+    pub(crate) fn new(prefix: &str, store: Option<&str>) -> Setup {
         Setup::on_broker(prefix, store, machine_broker())
     }
 
     /// Like [`Setup::new`] with both sides on the broker at `broker`.
     fn on_broker(prefix: &str, store: Option<&str>, broker: std::net::SocketAddr) -> Setup {
+        Setup::with_agent_lines(prefix, store, broker, "")
+    }
+
+    /// Like [`Setup::on_broker`] with `extra` appended to the agent's `sqlite-replication`
+    /// block (indented lines such as `  snapshot_on_first_run: true\n`).
+    pub(crate) fn with_agent_lines(
+        prefix: &str,
+        store: Option<&str>,
+        broker: std::net::SocketAddr,
+        extra: &str,
+    ) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let root = unique(&format!("e2e-{prefix}"));
@@ -144,7 +155,7 @@ sqlite-replication:
   flush_interval: 100ms
   delivery: receipts
   receipt_timeout: 5s
-"#,
+{extra}"#,
             pubkey = keys.join("control.pub").display()
         );
         std::fs::write(d.join("device.yaml"), agent).unwrap();
@@ -156,16 +167,16 @@ sqlite-replication:
         }
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 
-    fn source(&self) -> PathBuf {
+    pub(crate) fn source(&self) -> PathBuf {
         self.path("source.db")
     }
 
     /// Starts `omega cloud serve` and waits for its ready line.
-    fn start_cloud(&self) -> Proc {
+    pub(crate) fn start_cloud(&self) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_omega"))
             .args(["cloud", "serve", "--config"])
             .arg(self.path("cloud.yaml"))
@@ -200,7 +211,7 @@ sqlite-replication:
     }
 
     /// Starts `omega agent run` and waits until its triggers are installed on every table.
-    fn start_agent(&self) -> Proc {
+    pub(crate) fn start_agent(&self) -> Proc {
         let child = Command::new(env!("CARGO_BIN_EXE_omega"))
             .args(["agent", "run", "--config"])
             .arg(self.path("device.yaml"))
@@ -228,7 +239,7 @@ sqlite-replication:
     }
 
     /// `omega cloud <args> --store URL --json`.
-    fn cloud_json(&self, args: &[&str]) -> Result<Value, String> {
+    pub(crate) fn cloud_json(&self, args: &[&str]) -> Result<Value, String> {
         let mut all = vec!["cloud"];
         all.extend_from_slice(args);
         all.extend(["--store", &self.store_url, "--json"]);
@@ -241,7 +252,7 @@ sqlite-replication:
     }
 
     /// The mirror, through `omega cloud rows --json`, keyed like [`source_rows`].
-    fn mirror_rows(&self) -> Rows {
+    pub(crate) fn mirror_rows(&self) -> Rows {
         let mut out = Rows::new();
         for t in TABLES {
             let args = [
@@ -286,7 +297,7 @@ sqlite-replication:
     }
 
     /// `omega agent status --json`.
-    fn agent_status(&self) -> Value {
+    pub(crate) fn agent_status(&self) -> Value {
         let out = Command::new(env!("CARGO_BIN_EXE_omega"))
             .args(["agent", "status", "--json", "--config"])
             .arg(self.path("device.yaml"))
@@ -303,7 +314,7 @@ sqlite-replication:
     /// Polls until the mirror equals the source, then until every table's confirmed cursor
     /// reached its published one (only verified receipts move it) and the cloud's points
     /// equal its last commit_seq.
-    fn converge(&self) {
+    pub(crate) fn converge(&self) {
         let want = source_rows(&self.source());
         assert_eq!(want.len(), TABLES.len(), "every source table has rows");
         let deadline = Instant::now() + CONVERGE;
@@ -313,7 +324,15 @@ sqlite-replication:
                 break;
             }
             if Instant::now() > deadline {
-                panic!("the mirror differs from the source:\n{}", diff(&got, &want));
+                panic!(
+                    "the mirror differs from the source:\n{}\nlineages: {:#}\nquarantine: {:#}\nagent: {:#}",
+                    diff(&got, &want),
+                    self.cloud_json(&["lineages", "--device", &self.device])
+                        .unwrap_or_default(),
+                    self.cloud_json(&["quarantine", "--device", &self.device])
+                        .unwrap_or_default(),
+                    self.agent_status(),
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -346,7 +365,7 @@ sqlite-replication:
 }
 
 /// table → canonical pk (JSON of the key columns by name) → column → wire value.
-type Rows = BTreeMap<String, BTreeMap<String, Map<String, Value>>>;
+pub(crate) type Rows = BTreeMap<String, BTreeMap<String, Map<String, Value>>>;
 
 fn sql_value(v: ValueRef<'_>) -> SqlValue {
     match v {
@@ -359,7 +378,7 @@ fn sql_value(v: ValueRef<'_>) -> SqlValue {
 }
 
 /// The source, read with rusqlite, in wire encoding.
-fn source_rows(source: &Path) -> Rows {
+pub(crate) fn source_rows(source: &Path) -> Rows {
     let conn = rusqlite::Connection::open(source).unwrap();
     conn.busy_timeout(Duration::from_secs(10)).unwrap();
     let mut out = Rows::new();
@@ -398,7 +417,7 @@ fn source_rows(source: &Path) -> Rows {
     out
 }
 
-fn diff(got: &Rows, want: &Rows) -> String {
+pub(crate) fn diff(got: &Rows, want: &Rows) -> String {
     let mut lines = Vec::new();
     for t in TABLES {
         let (g, w) = (got.get(t), want.get(t));
@@ -423,7 +442,7 @@ fn diff(got: &Rows, want: &Rows) -> String {
 }
 
 /// `rounds` transactions of inserts, updates and deletes with hostile values on every table.
-fn app_writes(source: &Path, start: i64, rounds: i64) {
+pub(crate) fn app_writes(source: &Path, start: i64, rounds: i64) {
     const TEXTS: [&str; 6] = [
         "",
         "naïve ✓ 表",

@@ -11,4 +11,6 @@ mod cloud_e2e;
 #[cfg(all(feature = "agent", feature = "cloud"))]
 mod controls_e2e;
 mod demo;
+#[cfg(all(feature = "agent", feature = "cloud"))]
+mod snapshot_e2e;
 mod support;

@@ -35,7 +35,10 @@ use crate::snapshot::SnapshotState;
 use crate::staging::{StagedRow, StagedSample};
 
 /// Embedded migrations, applied in order and recorded in `omega_migrations`.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_staged_order_index.sql"),
+];
 
 /// Advisory lock key for migrations ("omega" in ASCII).
 const MIGRATION_LOCK: i64 = 0x006f_6d65_6761;
@@ -234,6 +237,16 @@ impl StoreTx for PgTx {
 
     async fn device_touch(&mut self, device: &str) -> StoreResult<()> {
         queries::device_touch(self.c(), device, self.now).await
+    }
+
+    async fn device_lock(&mut self, device: &str) -> StoreResult<()> {
+        queries::query_opt(
+            self.c(),
+            "SELECT 1 FROM omega_devices WHERE device_id = $1 FOR UPDATE",
+            &[&device],
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn lineage_lock(&mut self, device: &str, table: &str) -> StoreResult<Lineage> {

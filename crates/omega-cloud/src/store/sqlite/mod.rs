@@ -35,7 +35,10 @@ use crate::snapshot::SnapshotState;
 use crate::staging::{StagedRow, StagedSample};
 
 /// Embedded migrations, applied in order; `PRAGMA user_version` holds the last applied.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_staged_order_index.sql"),
+];
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -263,6 +266,11 @@ impl StoreTx for SqliteTx {
     fn device_touch(&mut self, device: &str) -> impl Future<Output = StoreResult<()>> + Send {
         let (device, now) = (device.to_string(), self.now);
         on_thread!(self, |c| queries::device_touch(c, &device, now))
+    }
+
+    fn device_lock(&mut self, _device: &str) -> impl Future<Output = StoreResult<()>> + Send {
+        // SQLite transactions here are BEGIN IMMEDIATE: one writer at a time, no lock order.
+        std::future::ready(Ok(()))
     }
 
     fn lineage_lock(

@@ -294,7 +294,12 @@ pub fn open_engine(dir: &Path, source: &Path) -> anyhow::Result<Engine> {
 
 /// The number of journal entries (a check that capture captured).
 pub fn journal_len(conn: &Connection) -> anyhow::Result<usize> {
-    let n: i64 = conn.query_row("SELECT count(*) FROM __omega_journal", [], |r| r.get(0))?;
+    // Captured entries only: not the position marker of a new journal (tid 0).
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM __omega_journal WHERE tid <> 0",
+        [],
+        |r| r.get(0),
+    )?;
     Ok(n as usize)
 }
 

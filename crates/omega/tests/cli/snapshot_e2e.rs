@@ -1,0 +1,161 @@
+//! Snapshots end to end (`spec/agent.md` §11, `cloud.md` §10.7): `omega agent run` →
+//! mosquitto (127.0.0.1:1883) → `omega cloud serve` → a fresh PostgreSQL database, mirror
+//! compared with the source row for row.
+
+use std::path::Path;
+use std::time::Duration;
+
+use omega_testkit::mosquitto::machine_broker;
+use omega_testkit::postgres::PostgresDb;
+use omega_testkit::wait::until_true;
+
+use crate::cloud_e2e::{CONVERGE, Setup, app_writes, omega};
+
+/// `n` readings the application wrote before the agent ever ran (no trigger saw them).
+fn existing_rows(source: &Path, n: i64) {
+    let conn = rusqlite::Connection::open(source).unwrap();
+    let tx = conn.unchecked_transaction().unwrap();
+    {
+        let mut stmt = tx
+            .prepare("INSERT INTO readings (id, device_id, sensor, value, raw) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .unwrap();
+        for i in 0..n {
+            let id = 1_000_000 + i;
+            stmt.execute(rusqlite::params![
+                id,
+                format!("gw-{}", i % 13),
+                (i % 5 != 0).then(|| format!("sensor ✓ {}", i % 97)),
+                i as f64 / 7.0,
+                (i % 3 == 0).then(|| vec![0u8, 255, (i % 256) as u8]),
+            ])
+            .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+}
+
+/// Snapshots whose spool is still in the agent's `state.db` (sent, or being sent, and not
+/// yet confirmed complete by the cloud). 0 while the file or its tables do not exist yet.
+fn spools(state: &Path) -> i64 {
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(state, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return 0;
+    };
+    conn.query_row("SELECT count(*) FROM snapshots", [], |r| r.get(0))
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_100k_row_table_present_before_the_first_run_converges_through_concurrent_writes_and_a_kill_9_mid_snapshot()
+ {
+    let db = PostgresDb::fresh();
+    let setup = Setup::with_agent_lines(
+        "snap",
+        Some(db.url()),
+        machine_broker(),
+        "  snapshot_on_first_run: true\n",
+    );
+    app_writes(&setup.source(), 0, 2);
+    existing_rows(&setup.source(), 100_000);
+    let cloud = setup.start_cloud();
+    let agent = setup.start_agent();
+    // The application keeps writing through the snapshot, the crash and the restart.
+    let source = setup.source();
+    let writer = std::thread::spawn(move || {
+        for round in 2..14 {
+            app_writes(&source, round, 1);
+            std::thread::sleep(Duration::from_millis(60));
+        }
+    });
+    // kill -9 while a snapshot is held: taken, and not yet confirmed complete by the cloud.
+    let state = setup.path("state/state.db");
+    until_true("a snapshot in flight", CONVERGE, || spools(&state) > 0);
+    agent.kill9();
+    let agent = setup.start_agent();
+    writer.join().unwrap();
+    setup.converge();
+    until_true(
+        "every spool deleted once the cloud confirmed its snapshot",
+        CONVERGE,
+        || spools(&state) == 0,
+    );
+    agent.sigterm();
+    cloud.sigterm();
+}
+
+#[test]
+fn a_row_deleted_behind_the_captures_back_leaves_the_mirror_after_a_resnapshot() {
+    let db = PostgresDb::fresh();
+    let setup = Setup::new("resnap", Some(db.url()));
+    let cloud = setup.start_cloud();
+    let agent = setup.start_agent();
+    app_writes(&setup.source(), 0, 3);
+    setup.converge();
+
+    // A row removed without the capture seeing it: its delete trigger dropped and recreated,
+    // byte for byte, around the DELETE (as a repair tool or a restore might do).
+    let conn = rusqlite::Connection::open(setup.source()).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let victim: i64 = conn
+        .query_row(
+            "SELECT id FROM readings WHERE id BETWEEN 0 AND 299 ORDER BY id LIMIT 1 OFFSET 5",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let (trigger, sql): (String, String) = conn
+        .query_row(
+            "SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'readings'
+               AND name LIKE '__omega_trg_del_%'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let tx = conn.unchecked_transaction().unwrap();
+    tx.execute_batch(&format!("DROP TRIGGER \"{trigger}\""))
+        .unwrap();
+    tx.execute("DELETE FROM readings WHERE id = ?1", [victim])
+        .unwrap();
+    tx.execute_batch(&sql).unwrap();
+    tx.commit().unwrap();
+    // Later changes flow as usual, and the mirror still holds the deleted row.
+    app_writes(&setup.source(), 3, 1);
+    let has_victim = |rows: &crate::cloud_e2e::Rows| {
+        rows.get("readings")
+            .is_some_and(|t| t.contains_key(&format!("{{\"id\":{victim}}}")))
+    };
+    until_true("the later changes mirrored", CONVERGE, || {
+        let m = setup.mirror_rows();
+        m.get("readings")
+            .is_some_and(|t| t.contains_key("{\"id\":300}"))
+    });
+    assert!(
+        has_victim(&setup.mirror_rows()),
+        "the mirror is stale: it still has row {victim}"
+    );
+
+    let cloud_yaml = setup.path("cloud.yaml");
+    let out = omega(&[
+        "cloud",
+        "resnapshot",
+        "--config",
+        cloud_yaml.to_str().unwrap(),
+        "--device",
+        &setup.device,
+        "--table",
+        "readings",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["control_id"].is_string(), "{v}");
+    setup.converge();
+    assert!(!has_victim(&setup.mirror_rows()));
+    agent.sigterm();
+    cloud.sigterm();
+}
