@@ -44,6 +44,8 @@ pub struct EngineConfig {
     pub delivery: Delivery,
     /// `snapshot_on_first_run`: send the rows that exist before the first run (§11.1).
     pub snapshot_on_first_run: bool,
+    /// `local_retention_bytes`: the bound on buffered changes (§14); 0 for none.
+    pub local_retention_bytes: u64,
 }
 
 /// Errors of the engine.
@@ -102,6 +104,17 @@ struct Tracked {
     floor: i64,
 }
 
+/// What the last exact count of buffered bytes found (§14), so that most flush ticks can
+/// skip the count: new entries since then are assumed to stay buffered at the average size,
+/// an over-estimate, and the exact count runs only when that estimate passes the bound.
+#[derive(Debug, Clone, Copy, Default)]
+struct RetentionEstimate {
+    checked: bool,
+    total: i64,
+    max_seq: i64,
+    avg_entry: i64,
+}
+
 /// A snapshot whose spool is being published.
 #[derive(Debug, Clone)]
 struct ActiveSnapshot {
@@ -138,6 +151,7 @@ pub struct Engine {
     snapshots: BTreeMap<String, ActiveSnapshot>,
     /// True during the enrollment of `open` (first-run rules apply to it only).
     initial: bool,
+    retention: RetentionEstimate,
     /// Tables skipped at enrollment, with the reason.
     pub skipped: Vec<(String, String)>,
 }
@@ -190,6 +204,7 @@ impl Engine {
             schema_version,
             snapshots: BTreeMap::new(),
             initial: true,
+            retention: RetentionEstimate::default(),
             skipped: Vec::new(),
         };
         engine.enroll()?;
@@ -211,6 +226,7 @@ impl Engine {
             }
         }
         engine.load_spools()?;
+        engine.enforce_retention()?;
         Ok(engine)
     }
 
@@ -807,6 +823,109 @@ impl Engine {
         }
         tracing::info!(%table, snapshot_id = %id, "snapshot complete");
         Ok(())
+    }
+
+    /// Local retention (`spec/agent.md` §14): when the buffered bytes of every `rows` table
+    /// (journal entries above the confirmed cursor) pass `local_retention_bytes`, the oldest
+    /// buffered changes of the paused table with the most bytes (of the table with the most,
+    /// if none is paused) are dropped until the total is back under three quarters of the
+    /// bound (the margin keeps the exact count off most ticks), the table is marked
+    /// `needs_resnapshot` and snapshotted as soon as it may publish. Dropping raises the
+    /// table's floor, which pruning then deletes in short transactions, so the application's
+    /// writes never wait. Returns `(table, changes dropped)` per table that lost history.
+    pub fn enforce_retention(&mut self) -> Result<Vec<(String, i64)>, EngineError> {
+        let limit = i64::try_from(self.cfg.local_retention_bytes).unwrap_or(i64::MAX);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let max_seq = journal::max_seq(&self.source).map_err(|e| self.src_err(e))?;
+        let est = self.retention;
+        if est.checked
+            && est
+                .total
+                .saturating_add((max_seq - est.max_seq).max(0).saturating_mul(est.avg_entry))
+                <= limit
+        {
+            return Ok(Vec::new());
+        }
+        let pending = self.pending()?;
+        let mut total: i64 = pending.iter().map(|(_, _, b)| b).sum();
+        let count: i64 = pending.iter().map(|(_, n, _)| n).sum();
+        self.retention = RetentionEstimate {
+            checked: true,
+            total,
+            max_seq,
+            avg_entry: if count > 0 {
+                (total / count).max(33)
+            } else {
+                64
+            },
+        };
+        let mut dropped = Vec::new();
+        if total <= limit {
+            return Ok(dropped);
+        }
+        let target = limit / 4 * 3;
+        let mut candidates: Vec<(bool, i64, String)> = pending
+            .iter()
+            .filter(|(_, _, b)| *b > 0)
+            .map(|(name, _, b)| {
+                (
+                    self.tables.get(name).is_some_and(|t| t.paused),
+                    *b,
+                    name.clone(),
+                )
+            })
+            .collect();
+        // Paused tables first, then by bytes, largest first.
+        candidates.sort_by(|a, b| b.cmp(a));
+        for (_, _, name) in candidates {
+            if total <= target {
+                break;
+            }
+            let t = &self.tables[&name];
+            let st = self.state.table(&name)?.unwrap_or_default();
+            let cursor = st.confirmed_seq.max(t.floor);
+            let Some((upto, n, bytes)) =
+                journal::oldest_covering(&self.source, t.tid, cursor, total - target)
+                    .map_err(|e| self.src_err(e))?
+            else {
+                continue;
+            };
+            let reason = "local_retention_bytes exceeded: dropped history";
+            let tx = self
+                .state
+                .conn()
+                .unchecked_transaction()
+                .map_err(|e| self.state.err(e))?;
+            tx.execute(
+                "UPDATE tables SET snapshot_floor = max(snapshot_floor, ?2), needs_resnapshot = 1,
+                   snapshot_due = ?3 WHERE name = ?1",
+                rusqlite::params![name, upto, reason],
+            )
+            .map_err(|e| self.state.err(e))?;
+            tx.execute(
+                "INSERT INTO counters (name, value) VALUES ('retention_dropped_rows', ?1)
+                 ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                [n],
+            )
+            .map_err(|e| self.state.err(e))?;
+            tx.commit().map_err(|e| self.state.err(e))?;
+            let t = self.tables.get_mut(&name).expect("candidate is tracked");
+            t.floor = t.floor.max(upto);
+            t.next_seq = t.next_seq.max(upto);
+            t.snapshot_due = Some(reason.to_string());
+            total -= bytes;
+            tracing::error!(
+                table = %name, dropped = n, bytes, limit,
+                "local_retention_bytes exceeded: dropped the oldest buffered changes; the table \
+                 will be snapshotted when it may publish again"
+            );
+            dropped.push((name, n));
+        }
+        self.retention.total = total;
+        self.prune()?;
+        Ok(dropped)
     }
 
     /// Whether a snapshot has every part handed out but is not confirmed complete yet (what

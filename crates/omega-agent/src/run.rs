@@ -69,6 +69,7 @@ impl RunConfig {
                 strategies: r.table_strategies.clone(),
                 delivery: r.delivery,
                 snapshot_on_first_run: r.snapshot_on_first_run,
+                local_retention_bytes: r.local_retention_bytes,
             },
             mqtt: MqttSettings {
                 url: c.server_url.to_string(),
@@ -245,7 +246,9 @@ async fn run_in_span(
             // engine from this task.
             let rooms = inflight.rooms();
             let ready = with_engine(&engine, move |e| {
-                e.flush_within(&|t| rooms.room_for(t), rooms.total())
+                let ready = e.flush_within(&|t| rooms.room_for(t), rooms.total())?;
+                e.enforce_retention()?;
+                Ok(ready)
             })
             .await?;
             more_pending = !ready.is_empty() && inflight.room() <= ready.len();
@@ -255,6 +258,12 @@ async fn run_in_span(
                 sent_at.insert(out.pkid, Instant::now());
                 queue_publish(&mut eventloop, &out);
             }
+        }
+        // Local retention holds while offline too (the flush, which checks it, needs a
+        // connection).
+        if !connected && last_flush.elapsed() >= cfg.flush_interval.max(Duration::from_secs(1)) {
+            last_flush = Instant::now();
+            with_engine(&engine, |e| e.enforce_retention().map(|_| ())).await?;
         }
         // Receipts: say so every minute while none has ever arrived (receipts.md §5.6).
         if connected

@@ -52,7 +52,10 @@ impl PostgresDb {
 impl Drop for PostgresDb {
     fn drop(&mut self) {
         if std::env::var_os("OMEGA_KEEP_TEST_DB").is_some() {
-            eprintln!("omega-testkit: keeping test database {} (OMEGA_KEEP_TEST_DB)", self.name);
+            eprintln!(
+                "omega-testkit: keeping test database {} (OMEGA_KEEP_TEST_DB)",
+                self.name
+            );
             return;
         }
         let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);

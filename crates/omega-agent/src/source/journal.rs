@@ -154,6 +154,34 @@ pub fn pending_by_table(
     Ok(out)
 }
 
+/// The `seq` up to which a table's oldest entries above `after` add up to at least `bytes`
+/// stored bytes (size as in [`pending_by_table`]), with their count and bytes; `None` when
+/// the table has no entry above `after`. Used by local retention to pick what to drop.
+pub fn oldest_covering(
+    conn: &Connection,
+    tid: i64,
+    after: i64,
+    bytes: i64,
+) -> rusqlite::Result<Option<(i64, i64, i64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, 32 + coalesce(length(k1),0) + coalesce(length(k2),0)
+                + coalesce(length(k3),0) + coalesce(length(k4),0) + coalesce(length(k5),0)
+                + coalesce(length(k6),0) + coalesce(length(k7),0) + coalesce(length(k8),0)
+         FROM __omega_journal WHERE tid = ?1 AND seq > ?2 ORDER BY seq",
+    )?;
+    let mut rows = stmt.query([tid, after])?;
+    let (mut upto, mut n, mut sum) = (None, 0i64, 0i64);
+    while let Some(r) = rows.next()? {
+        upto = Some(r.get::<_, i64>(0)?);
+        n += 1;
+        sum += r.get::<_, i64>(1)?;
+        if sum >= bytes {
+            break;
+        }
+    }
+    Ok(upto.map(|s| (s, n, sum)))
+}
+
 /// Deletes up to `chunk` entries that `prunable(tid)` allows (`Some(c)`: entries with
 /// `seq <= c`; `None`: every entry of that table, for tables no longer enrolled up to
 /// `unknown_upto`), never the entry with the greatest `seq`. Runs as one short write

@@ -52,6 +52,7 @@ pub fn run_config(dir: &Path, source: &Path, device: &str, broker_url: &str) -> 
             strategies: omega_agent::config::TableStrategies::default(),
             delivery: Delivery::Puback,
             snapshot_on_first_run: false,
+            local_retention_bytes: 0,
         },
         mqtt: MqttSettings {
             url: broker_url.to_string(),

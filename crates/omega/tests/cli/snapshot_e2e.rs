@@ -159,3 +159,83 @@ fn a_row_deleted_behind_the_captures_back_leaves_the_mirror_after_a_resnapshot()
     agent.sigterm();
     cloud.sigterm();
 }
+
+/// `omega cloud <verb> --config cloud.yaml --device D --table readings --json`.
+fn operator(setup: &Setup, verb: &str) {
+    let cloud_yaml = setup.path("cloud.yaml");
+    let out = omega(&[
+        "cloud",
+        verb,
+        "--config",
+        cloud_yaml.to_str().unwrap(),
+        "--device",
+        &setup.device,
+        "--table",
+        "readings",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "omega cloud {verb}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn retention_overflow_while_paused_keeps_the_bound_and_a_snapshot_after_resume_converges() {
+    const BOUND: i64 = 1 << 20;
+    let db = PostgresDb::fresh();
+    let setup = Setup::with_agent_lines(
+        "retention",
+        Some(db.url()),
+        machine_broker(),
+        "  local_retention_bytes: 1 MiB\n",
+    );
+    let cloud = setup.start_cloud();
+    let agent = setup.start_agent();
+    app_writes(&setup.source(), 0, 2);
+    setup.converge();
+
+    operator(&setup, "pause");
+    until_true("the agent applied the pause", CONVERGE, || {
+        let s = setup.agent_status();
+        s["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "readings" && t["paused"] == true)
+    });
+    // ~45 bytes an entry: 40,000 changes of the paused table are well past 1 MiB.
+    existing_rows(&setup.source(), 40_000);
+    app_writes(&setup.source(), 2, 2);
+    until_true(
+        "history dropped down to the bound, the table marked needs_resnapshot",
+        CONVERGE,
+        || {
+            let s = setup.agent_status();
+            let readings = s["tables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["name"] == "readings")
+                .cloned()
+                .unwrap();
+            readings["needs_resnapshot"] == true
+                && s["buffered_bytes"].as_i64().is_some_and(|b| b <= BOUND)
+                && s["counters"]["retention_dropped_rows"].as_i64() > Some(0)
+        },
+    );
+    operator(&setup, "resume");
+    setup.converge();
+    let s = setup.agent_status();
+    assert!(
+        s["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["needs_resnapshot"] == false),
+        "{s:#}"
+    );
+    agent.sigterm();
+    cloud.sigterm();
+}

@@ -277,6 +277,7 @@ pub fn engine_config(dir: &Path, source: &Path, delivery: Delivery) -> EngineCon
         strategies: Default::default(),
         delivery,
         snapshot_on_first_run: false,
+        local_retention_bytes: 0,
     }
 }
 

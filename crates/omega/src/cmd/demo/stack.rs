@@ -279,6 +279,7 @@ pub fn start_agent(
             // stored the changes, not on the broker's PUBACK.
             delivery: Delivery::Receipts,
             snapshot_on_first_run: true,
+            local_retention_bytes: 256 << 20,
         },
         mqtt: MqttSettings {
             url: broker_url.to_string(),
