@@ -35,6 +35,8 @@ pub struct ReceiptEffect {
     pub rejected: Vec<RejectedBatch>,
     /// `(table, snapshot id)` of snapshots the cloud has stored in full.
     pub snapshots_complete: Vec<(String, String)>,
+    /// `(table, batch_seq_through)` of telemetry lineages.
+    pub telemetry_confirms: Vec<(String, i64)>,
 }
 
 fn verify(
@@ -62,6 +64,17 @@ pub fn receipt(
 ) -> Result<ReceiptEffect, Dropped> {
     let r = decode_receipt(payload).map_err(|e| Dropped::Malformed(e.to_string()))?;
     verify(v, r.raw.as_ref(), device_id)?;
+    let telemetry_confirms = r
+        .lineages
+        .iter()
+        .filter_map(|l| match l {
+            ReceiptLineage::Telemetry {
+                source_table,
+                batch_seq_through,
+            } => Some((source_table.clone(), *batch_seq_through)),
+            _ => None,
+        })
+        .collect();
     let confirms = r
         .lineages
         .into_iter()
@@ -83,6 +96,7 @@ pub fn receipt(
         confirms,
         rejected: r.rejected,
         snapshots_complete,
+        telemetry_confirms,
     })
 }
 

@@ -17,6 +17,7 @@ use crate::publish::inflight::{BatchInfo, PartRef, snapshot_lane};
 use crate::snapshot::{self, PartBuilder};
 use crate::source::{self, image, instance, journal};
 use crate::state::{StateDb, StateError, StateLock, TableState};
+use crate::telemetry::{self, Cursor};
 
 /// How many journal entries one flush read takes at most.
 pub const READ_SLICE: usize = 16_384;
@@ -115,6 +116,21 @@ struct RetentionEstimate {
     avg_entry: i64,
 }
 
+/// A telemetry table (`spec/agent.md` §12).
+#[derive(Debug)]
+struct TsTracked {
+    spec: TableSpec,
+    plan: discover::TelemetryPlan,
+    queries: telemetry::Queries,
+    /// The next read position (`None`: from the first row).
+    cursor: Option<Cursor>,
+    next_batch_seq: i64,
+    schema_sent: bool,
+    paused: bool,
+    /// The end cursor of every batch built and not yet confirmed, by `batch_seq`.
+    ends: BTreeMap<i64, Cursor>,
+}
+
 /// A snapshot whose spool is being published.
 #[derive(Debug, Clone)]
 struct ActiveSnapshot {
@@ -135,6 +151,8 @@ pub struct ReadyBatch {
     pub info: BatchInfo,
     /// The JSON payload.
     pub payload: Vec<u8>,
+    /// A telemetry batch (`sync/telemetry/batch`), not a row batch (`sync/rows/batch`).
+    pub telemetry: bool,
 }
 
 /// The engine.
@@ -149,6 +167,7 @@ pub struct Engine {
     by_tid: HashMap<i64, String>,
     schema_version: i64,
     snapshots: BTreeMap<String, ActiveSnapshot>,
+    telemetry: BTreeMap<String, TsTracked>,
     /// True during the enrollment of `open` (first-run rules apply to it only).
     initial: bool,
     retention: RetentionEstimate,
@@ -203,6 +222,7 @@ impl Engine {
             by_tid: HashMap::new(),
             schema_version,
             snapshots: BTreeMap::new(),
+            telemetry: BTreeMap::new(),
             initial: true,
             retention: RetentionEstimate::default(),
             skipped: Vec::new(),
@@ -223,6 +243,10 @@ impl Engine {
         if let Some(reason) = reason {
             for name in engine.table_names() {
                 engine.mark_snapshot_due(&name, reason)?;
+            }
+            // §7.3: after a lost or foreign state, telemetry starts again from the first row.
+            for name in engine.telemetry.keys().cloned().collect::<Vec<_>>() {
+                engine.restart_telemetry(&name)?;
             }
         }
         engine.load_spools()?;
@@ -302,11 +326,27 @@ impl Engine {
         let found = discover::discover(&self.source, &self.cfg.strategies)?;
         let mut keep_triggers = Vec::new();
         let mut seen = Vec::new();
+        let mut seen_ts: Vec<String> = Vec::new();
         let previously_skipped = std::mem::take(&mut self.skipped);
         for table in found {
             let name = table.name.clone();
             match &table.verdict {
                 Verdict::Rows => {}
+                Verdict::Telemetry(plan) => {
+                    match TableSpec::from_discovered(&table) {
+                        Ok(spec) => {
+                            self.track_telemetry(spec, plan.clone())?;
+                            seen_ts.push(name);
+                        }
+                        Err(e) => {
+                            if !previously_skipped.iter().any(|(n, _)| n == &name) {
+                                tracing::warn!(table = %name, "not captured: {e}");
+                            }
+                            self.skipped.push((name, e.to_string()));
+                        }
+                    }
+                    continue;
+                }
                 Verdict::Skipped(skip) => {
                     let why = format!("{}: {}", skip.reason, skip.fix);
                     if !previously_skipped.iter().any(|(n, _)| n == &name) {
@@ -392,6 +432,13 @@ impl Engine {
                 self.by_tid.remove(&t.tid);
             }
         }
+        self.telemetry.retain(|name, _| {
+            let keep = seen_ts.contains(name);
+            if !keep {
+                tracing::warn!(table = %name, "telemetry table dropped, renamed or no longer enrolled");
+            }
+            keep
+        });
         self.schema_version = source::schema_version(&self.source).map_err(|e| self.src_err(e))?;
         Ok(())
     }
@@ -498,6 +545,240 @@ impl Engine {
         Ok(())
     }
 
+    fn track_telemetry(
+        &mut self,
+        spec: TableSpec,
+        plan: discover::TelemetryPlan,
+    ) -> Result<(), EngineError> {
+        let name = spec.name.clone();
+        let existing = self
+            .state
+            .table(&name)?
+            .filter(|st| st.strategy == "telemetry");
+        let queries = telemetry::Queries::new(&spec, &plan);
+        let hash_changed =
+            existing.as_ref().and_then(|st| st.schema_hash.as_deref()) != Some(&spec.schema_hash);
+        let mut st = match existing {
+            Some(st) => st,
+            None => {
+                // §12.2: a first run without `snapshot_on_first_run` sends only new rows; any
+                // other first sight of the table starts before its first row.
+                let first_run = self.initial && self.decision == EpochDecision::FirstRun;
+                let start = if first_run && !self.cfg.snapshot_on_first_run {
+                    telemetry::last_position(&self.source, &queries).map_err(|e| self.src_err(e))?
+                } else {
+                    None
+                };
+                let at = start.as_ref().map(Cursor::encode);
+                let now_ms = i64::try_from(
+                    time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000,
+                )
+                .unwrap_or(1);
+                tracing::info!(table = %name, from_start = start.is_none(), "telemetry table enrolled");
+                TableState {
+                    name: name.clone(),
+                    strategy: "telemetry".into(),
+                    ts_cursor: at.clone(),
+                    ts_confirmed: at,
+                    // §12.6: a new state.db starts batch_seq at the current time in ms, above
+                    // any number an earlier state.db of this device used.
+                    next_batch_seq: Some(now_ms),
+                    ..Default::default()
+                }
+            }
+        };
+        st.tid = None;
+        st.schema_hash = Some(spec.schema_hash.clone());
+        if hash_changed {
+            let columns =
+                String::from_utf8_lossy(&spec.schema.to_json().to_compact_vec()).into_owned();
+            self.state
+                .remember_schema(&name, &spec.schema_hash, &columns, &now())?;
+        }
+        self.state.put_table(&st)?;
+        let decode = |s: &Option<String>| s.as_deref().and_then(Cursor::decode);
+        let cursor = match self.cfg.delivery {
+            Delivery::Receipts => decode(&st.ts_confirmed),
+            Delivery::Puback => decode(&st.ts_cursor),
+        };
+        match self.telemetry.get_mut(&name) {
+            Some(t) => {
+                if hash_changed {
+                    t.schema_sent = false;
+                }
+                t.spec = spec;
+                t.plan = plan;
+                t.queries = queries;
+            }
+            None => {
+                self.telemetry.insert(
+                    name,
+                    TsTracked {
+                        spec,
+                        plan,
+                        queries,
+                        cursor,
+                        next_batch_seq: st.next_batch_seq.unwrap_or(1),
+                        schema_sent: false,
+                        paused: st.paused,
+                        ends: BTreeMap::new(),
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a telemetry table again from its first row (§7.3, §11.4); the cloud dedupes.
+    fn restart_telemetry(&mut self, name: &str) -> Result<(), EngineError> {
+        if let Some(t) = self.telemetry.get_mut(name) {
+            t.cursor = None;
+            t.ends.clear();
+            self.state
+                .set_ts_state(name, Some(None), Some(None), None)?;
+            tracing::info!(table = %name, "telemetry table sent again from its first row");
+        }
+        Ok(())
+    }
+
+    /// Reads and builds telemetry batches for every telemetry table that may publish.
+    fn flush_telemetry(
+        &mut self,
+        room: &dyn Fn(&str) -> usize,
+        budget: &mut usize,
+        out: &mut Vec<ReadyBatch>,
+    ) -> Result<(), EngineError> {
+        let mut stats = telemetry::TsStats::default();
+        for (name, t) in self.telemetry.iter_mut() {
+            let n = room(name).min(*budget);
+            if t.paused || n == 0 {
+                continue;
+            }
+            let rows = telemetry::read_after(
+                &self.source,
+                &t.queries,
+                t.cursor.as_ref(),
+                n * omega_protocol::limits::MAX_ROWS_PER_BATCH,
+            )
+            .map_err(|e| EngineError::Source {
+                path: self.cfg.source_db_path.clone(),
+                source: e,
+            })?;
+            if rows.is_empty() {
+                continue;
+            }
+            let mut seq = t.next_batch_seq;
+            let (mut built, end) = telemetry::build(
+                &t.spec,
+                &t.plan,
+                t.plan.ts_unit,
+                &rows,
+                !t.schema_sent,
+                || {
+                    seq += 1;
+                    seq - 1
+                },
+                ids::new_v7,
+                &mut stats,
+            );
+            let cursor = if built.len() > n {
+                built.truncate(n);
+                built.last().map(|b| b.end.clone())
+            } else {
+                end
+            };
+            let Some(last) = built.last() else {
+                // Only rows without a readable time: pass them for good when nothing is
+                // outstanding (otherwise after the outstanding batches' confirmation).
+                if t.ends.is_empty() {
+                    let at = cursor.as_ref().map(Cursor::encode);
+                    self.state.set_ts_state(
+                        name,
+                        Some(at.as_deref()),
+                        Some(at.as_deref()),
+                        None,
+                    )?;
+                }
+                t.cursor = cursor.or(t.cursor.take());
+                continue;
+            };
+            // §12.6: the numbers are persisted before any batch carrying them is published.
+            let next = last.batch.batch_seq + 1;
+            self.state.set_ts_state(name, None, None, Some(next))?;
+            t.next_batch_seq = next;
+            t.cursor = cursor;
+            t.schema_sent = true;
+            *budget -= built.len();
+            for b in built {
+                t.ends.insert(b.batch.batch_seq, b.end);
+                out.push(ReadyBatch {
+                    info: BatchInfo {
+                        table: name.clone(),
+                        batch_id: b.batch.batch_id,
+                        last_seq: b.batch.batch_seq,
+                        rows: b.batch.rows.len(),
+                        snapshot: None,
+                    },
+                    payload: b.payload,
+                    telemetry: true,
+                });
+            }
+        }
+        for (counter, n) in [
+            ("bad_ts_rows", stats.bad_ts_rows),
+            ("invalid_utf8_values", stats.invalid_utf8_values),
+        ] {
+            if n > 0 {
+                self.state.bump_counter(counter, n as i64)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A telemetry table's batches up to `batch_seq` have their PUBACK (or, `confirm`, their
+    /// receipt): its published (and confirmed) cursor moves to that batch's end.
+    fn telemetry_through(
+        &mut self,
+        name: &str,
+        batch_seq: i64,
+        confirm: bool,
+    ) -> Result<(), EngineError> {
+        let Some(t) = self.telemetry.get_mut(name) else {
+            return Ok(());
+        };
+        let Some((_, end)) = t.ends.range(..=batch_seq).next_back() else {
+            return Ok(());
+        };
+        let at = end.encode();
+        if confirm {
+            self.state
+                .set_ts_state(name, None, Some(Some(at.as_str())), None)?;
+            t.ends = t.ends.split_off(&(batch_seq + 1));
+        } else {
+            self.state
+                .set_ts_state(name, Some(Some(at.as_str())), None, None)?;
+        }
+        Ok(())
+    }
+
+    /// Moves telemetry confirmed cursors from a verified receipt (`batch_seq_through`).
+    pub fn on_telemetry_confirmed(&mut self, moves: &[(String, i64)]) -> Result<(), EngineError> {
+        for (name, through) in moves {
+            self.telemetry_through(name, *through, true)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a telemetry batch was sent and is not confirmed yet.
+    pub fn telemetry_unconfirmed(&self) -> bool {
+        self.telemetry.values().any(|t| !t.ends.is_empty())
+    }
+
+    /// Enrolled telemetry tables.
+    pub fn telemetry_names(&self) -> Vec<String> {
+        self.telemetry.keys().cloned().collect()
+    }
+
     /// Re-runs enrollment when `PRAGMA schema_version` moved (`spec/agent.md` §10). Returns
     /// whether it did.
     pub fn check_schema(&mut self) -> Result<bool, EngineError> {
@@ -530,6 +811,7 @@ impl Engine {
         let mut budget = total;
         let mut out = self.flush_changes(room, &mut budget)?;
         self.next_snapshot_parts(room, &mut budget, &mut out)?;
+        self.flush_telemetry(room, &mut budget, &mut out)?;
         Ok(out)
     }
 
@@ -648,6 +930,7 @@ impl Engine {
                             snapshot: None,
                         },
                         payload: b.payload,
+                        telemetry: false,
                     });
                 }
             }
@@ -785,6 +1068,7 @@ impl Engine {
                         }),
                     },
                     payload: part.payload,
+                    telemetry: false,
                 });
             }
         }
@@ -946,6 +1230,19 @@ impl Engine {
     /// [`Delivery::Puback`] the confirmed cursor moves too. Then prunes.
     pub fn on_published(&mut self, moves: &[(String, i64)]) -> Result<(), EngineError> {
         let confirm = self.cfg.delivery == Delivery::Puback;
+        let (ts_moves, moves): (Vec<_>, Vec<_>) = moves
+            .iter()
+            .cloned()
+            .partition(|(t, _)| self.telemetry.contains_key(t));
+        for (name, seq) in ts_moves {
+            self.telemetry_through(&name, seq, false)?;
+            if confirm {
+                self.telemetry_through(&name, seq, true)?;
+            }
+        }
+        if moves.is_empty() {
+            return Ok(());
+        }
         let rows: Vec<(String, i64, i64)> = moves
             .iter()
             .map(|(t, s)| (t.clone(), *s, if confirm { *s } else { 0 }))
@@ -978,6 +1275,13 @@ impl Engine {
         for snap in self.snapshots.values_mut() {
             snap.next_part = 1;
         }
+        // Telemetry goes again from its confirmed cursor, under new batch_seq numbers.
+        for (name, t) in self.telemetry.iter_mut() {
+            let st = self.state.table(name)?.unwrap_or_default();
+            t.cursor = st.ts_confirmed.as_deref().and_then(Cursor::decode);
+            t.ends.clear();
+            t.schema_sent = false;
+        }
         Ok(())
     }
 
@@ -994,6 +1298,11 @@ impl Engine {
                 .state
                 .spool_first_unpublished(&snap.id)?
                 .unwrap_or(snap.parts + 1);
+        }
+        for (name, t) in self.telemetry.iter_mut() {
+            let st = self.state.table(name)?.unwrap_or_default();
+            t.cursor = st.ts_cursor.as_deref().and_then(Cursor::decode);
+            t.ends.clear();
         }
         Ok(())
     }
@@ -1086,6 +1395,7 @@ impl Engine {
         let enrolled = table.and_then(|t| {
             self.tables
                 .keys()
+                .chain(self.telemetry.keys())
                 .find(|k| k.eq_ignore_ascii_case(t))
                 .cloned()
         });
@@ -1123,6 +1433,10 @@ impl Engine {
                         t.chain = from;
                     }
                 }
+                // Telemetry: stop reading; resume continues from the cursor (§12.10).
+                if let Some(t) = self.telemetry.get_mut(&name) {
+                    t.paused = pause;
+                }
                 if pause {
                     tracing::info!(
                         "pause_lineage source_table={name} watermark={}",
@@ -1138,6 +1452,9 @@ impl Engine {
             ("resnapshot_table", Some(t)) => {
                 tracing::info!("resnapshot_table source_table={t}");
                 match enrolled {
+                    Some(name) if self.telemetry.contains_key(&name) => {
+                        self.restart_telemetry(&name)?;
+                    }
                     Some(name) => self.mark_snapshot_due(&name, "resnapshot_table control")?,
                     None => tracing::warn!(source_table = %t,
                         "resnapshot_table for a table that is not enrolled: recorded only"),

@@ -186,7 +186,7 @@ async fn run_in_span(
     let device = cfg.engine.device_id.clone();
     let epoch = engine.epoch().to_string();
     span.record("journal_epoch", epoch.as_str());
-    tracing::info!(tables = ?engine.table_names(), "capture enrolled");
+    tracing::info!(tables = ?engine.table_names(), telemetry = ?engine.telemetry_names(), "capture enrolled");
     if matches!(cfg.verification, Verification::Disabled) {
         tracing::warn!(
             "signed_control is disabled: receipts and controls are accepted without verification"
@@ -202,6 +202,7 @@ async fn run_in_span(
     let (client, mut eventloop) = AsyncClient::new(opts, 256);
     let root = cfg.engine.root_topic.clone();
     let batch_topic: Arc<str> = Arc::from(format!("{root}/sync/rows/batch"));
+    let telemetry_topic: Arc<str> = Arc::from(format!("{root}/sync/telemetry/batch"));
     let control_topic = format!("{root}/sync/ingest/control");
     let receipt_topic = format!("{root}/sync/ingest/receipt");
     let ack_topic: Arc<str> = Arc::from(format!("{root}/sync/ingest/ack"));
@@ -253,8 +254,12 @@ async fn run_in_span(
             .await?;
             more_pending = !ready.is_empty() && inflight.room() <= ready.len();
             for b in ready {
-                let out =
-                    inflight.start(b.info, batch_topic.clone(), bytes::Bytes::from(b.payload));
+                let topic = if b.telemetry {
+                    telemetry_topic.clone()
+                } else {
+                    batch_topic.clone()
+                };
+                let out = inflight.start(b.info, topic, bytes::Bytes::from(b.payload));
                 sent_at.insert(out.pkid, Instant::now());
                 queue_publish(&mut eventloop, &out);
             }
@@ -284,6 +289,7 @@ async fn run_in_span(
         {
             let unconfirmed = with_engine(&engine, |e| {
                 Ok(e.snapshots_awaiting_confirmation()
+                    || e.telemetry_unconfirmed()
                     || e.state()
                         .tables()
                         .map_err(EngineError::from)?
@@ -387,12 +393,13 @@ async fn run_in_span(
                                     "the cloud rejected a batch (quarantined); fix the cause on the device");
                             }
                             let rejected = fx.rejected.len() as i64;
-                            if !fx.confirms.is_empty() || rejected > 0 || !fx.snapshots_complete.is_empty() {
+                            if !fx.confirms.is_empty() || rejected > 0 || !fx.snapshots_complete.is_empty() || !fx.telemetry_confirms.is_empty() {
                                 let moved = with_engine(&engine, move |e| {
                                     if rejected > 0 {
                                         e.state().bump_counter("batches_rejected", rejected)?;
                                     }
                                     e.on_snapshots_complete(&fx.snapshots_complete)?;
+                                    e.on_telemetry_confirmed(&fx.telemetry_confirms)?;
                                     e.on_confirmed(&fx.confirms)
                                 })
                                 .await;

@@ -89,10 +89,15 @@ const MIGRATIONS: &[Migration] = &[
         );
     ",
     },
+    Migration {
+        version: 4,
+        name: "the confirmed cursor of telemetry tables (receipts.md §5)",
+        sql: "ALTER TABLE tables ADD COLUMN ts_confirmed TEXT;",
+    },
 ];
 
 /// The format version this agent writes.
-pub const CURRENT: i64 = 3;
+pub const CURRENT: i64 = 4;
 
 /// Applies every missing step, each in its own transaction with its `user_version` bump.
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StateError> {

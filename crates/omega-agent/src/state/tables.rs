@@ -42,11 +42,18 @@ pub struct TableState {
     /// H of the last snapshot taken in this epoch: journal entries at or below it are
     /// covered by that snapshot and are neither sent nor kept.
     pub snapshot_floor: i64,
+    /// Telemetry: the published cursor (`telemetry::Cursor::encode`); `None` before the
+    /// first row.
+    pub ts_cursor: Option<String>,
+    /// Telemetry: the confirmed cursor.
+    pub ts_confirmed: Option<String>,
+    /// Telemetry: the next `batch_seq`.
+    pub next_batch_seq: Option<i64>,
 }
 
 const COLUMNS: &str = "name, tid, strategy, schema_hash, published_seq, confirmed_seq, chain_seq, \
     confirmed_at, paused, server_watermark, pause_reason, paused_epoch, needs_resnapshot, blocked, \
-    snapshot_due, snapshot_floor";
+    snapshot_due, snapshot_floor, ts_cursor, ts_confirmed, next_batch_seq";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TableState> {
     Ok(TableState {
@@ -66,6 +73,9 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TableState> {
         blocked: r.get(13)?,
         snapshot_due: r.get(14)?,
         snapshot_floor: r.get(15)?,
+        ts_cursor: r.get(16)?,
+        ts_confirmed: r.get(17)?,
+        next_batch_seq: r.get(18)?,
     })
 }
 
@@ -98,7 +108,7 @@ impl StateDb {
             .execute(
                 &format!(
                     "INSERT OR REPLACE INTO tables ({COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
                 ),
                 rusqlite::params![
                     t.name,
@@ -117,6 +127,9 @@ impl StateDb {
                     t.blocked,
                     t.snapshot_due,
                     t.snapshot_floor,
+                    t.ts_cursor,
+                    t.ts_confirmed,
+                    t.next_batch_seq,
                 ],
             )
             .map(|_| ())
@@ -182,6 +195,35 @@ impl StateDb {
             .execute(
                 "UPDATE tables SET snapshot_due = ?2 WHERE name = ?1",
                 rusqlite::params![name, reason],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Telemetry cursors and the next `batch_seq`: each `Some` is written, `None` kept
+    /// (`Some(None)` clears a cursor).
+    pub fn set_ts_state(
+        &self,
+        name: &str,
+        published: Option<Option<&str>>,
+        confirmed: Option<Option<&str>>,
+        next_batch_seq: Option<i64>,
+    ) -> Result<(), StateError> {
+        self.conn()
+            .execute(
+                "UPDATE tables SET
+                   ts_cursor = CASE WHEN ?2 THEN ?3 ELSE ts_cursor END,
+                   ts_confirmed = CASE WHEN ?4 THEN ?5 ELSE ts_confirmed END,
+                   next_batch_seq = coalesce(?6, next_batch_seq)
+                 WHERE name = ?1",
+                rusqlite::params![
+                    name,
+                    published.is_some(),
+                    published.flatten(),
+                    confirmed.is_some(),
+                    confirmed.flatten(),
+                    next_batch_seq
+                ],
             )
             .map(|_| ())
             .map_err(|e| self.err(e))

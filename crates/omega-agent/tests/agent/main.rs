@@ -4,5 +4,6 @@ mod ddl;
 mod engine_smoke;
 mod snapshot;
 mod support;
+mod telemetry;
 mod tls;
 mod wire;
