@@ -46,5 +46,6 @@ pub mod snapshot;
 pub mod staging;
 pub mod store;
 pub mod telemetry;
+pub mod ts_table;
 pub mod view;
 pub mod wire;

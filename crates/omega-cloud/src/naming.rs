@@ -88,6 +88,20 @@ pub fn mirror_table(scope: &Scope, source_table: &str) -> String {
     fit_length(&ident)
 }
 
+/// The telemetry table of a source table (§11): `edge_ts_{t}` (`project`) or
+/// `edge_ts_{d}_{t}` (`per_device`).
+pub fn ts_table(scope: &Scope, source_table: &str) -> String {
+    let ident = match scope {
+        Scope::Project => format!("edge_ts_{}", sanitize_part(source_table)),
+        Scope::Device(d) => format!(
+            "edge_ts_{}_{}",
+            sanitize_part(d),
+            sanitize_part(source_table)
+        ),
+    };
+    fit_length(&ident)
+}
+
 /// The mirror for a hash whose key columns differ from the base mirror's (§10.8): the base
 /// name plus `_` and the first 8 hex characters of the hash.
 pub fn keyed_mirror_table(base: &str, schema_hash: &str) -> String {
@@ -162,6 +176,17 @@ mod tests {
         assert_ne!(mirror_column("Mode"), mirror_column("mode"));
         assert!(mirror_column("Mode").starts_with("mode_"));
         assert!(mirror_column("1abc").starts_with("1abc_"));
+    }
+
+    #[test]
+    fn telemetry_tables_follow_the_mirror_rules() {
+        assert_eq!(ts_table(&Scope::Project, "temps"), "edge_ts_temps");
+        let t = ts_table(&Scope::Device("press-01".into()), "temps");
+        assert!(
+            t.starts_with("edge_ts_press_01_") && t.ends_with("_temps"),
+            "{t}"
+        );
+        assert_eq!(ts_table(&Scope::Project, &"x".repeat(80)).len(), 63);
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! Replay of staged rows (`cloud.md` §9.3): for a lineage whose causes are a subset of
-//! {`backpressure`}, staged rows whose hash is approved go to the mirror in (epoch,
-//! `commit_seq`) order, at most [`REPLAY_CHUNK`] per transaction, each removed from staging in
-//! the transaction that materializes it. Nothing else records progress, so a crash resumes
-//! where the last committed chunk ended.
+//! Replay of staged rows and samples (`cloud.md` §9.3): for a lineage whose causes are a
+//! subset of {`backpressure`}, staged rows whose hash is approved go to the mirror in (epoch,
+//! `commit_seq`) order, then staged samples whose hash is approved go to the telemetry table
+//! in (`batch_seq`, event time) order; at most [`REPLAY_CHUNK`] entries per transaction, each
+//! removed from staging in the transaction that materializes it. Nothing else records
+//! progress, so a crash resumes where the last committed chunk ended.
 
 use std::collections::BTreeSet;
 
@@ -15,6 +16,8 @@ use crate::policy::{Policy, Scope};
 use crate::schema_review::ReviewStatus;
 use crate::staging::REPLAY_CHUNK;
 use crate::store::{LineageFilter, Store, StoreError, StoreTx};
+use crate::telemetry::materialize_samples;
+use crate::ts_table::Sample;
 
 /// What a replay did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -132,9 +135,6 @@ pub async fn replay_lineage<S: Store>(
             Ok(Some(chunk)) => {
                 tx.commit().await?;
                 report.add(chunk);
-                if chunk.replayed < REPLAY_CHUNK {
-                    return Ok(report);
-                }
             }
             Ok(None) => {
                 let _ = tx.rollback().await;
@@ -169,7 +169,7 @@ async fn replay_chunk<T: StoreTx>(
         )
         .await?;
     if rows.is_empty() {
-        return Ok(None);
+        return replay_samples_chunk(tx, &mut lineage, &scope).await;
     }
     let mut report = ReplayReport {
         replayed: rows.len(),
@@ -226,6 +226,63 @@ async fn replay_chunk<T: StoreTx>(
         }
     }
     tx.lineage_save(&lineage).await?;
+    Ok(Some(report))
+}
+
+/// One chunk of staged samples whose hash is approved (the lineage is locked and may
+/// materialize): inserted into the telemetry table and removed from staging.
+async fn replay_samples_chunk<T: StoreTx>(
+    tx: &mut T,
+    lineage: &mut crate::lineage::Lineage,
+    scope: &Scope,
+) -> Result<Option<ReplayReport>, StoreError> {
+    let staged = tx
+        .staged_samples_replayable(
+            scope,
+            &lineage.device_id,
+            &lineage.source_table,
+            REPLAY_CHUNK,
+        )
+        .await?;
+    if staged.is_empty() {
+        return Ok(None);
+    }
+    let mut report = ReplayReport {
+        replayed: staged.len(),
+        failed: 0,
+        chunks: 1,
+    };
+    let topic = format!("replay/{}/{}", lineage.device_id, lineage.source_table);
+    let hashes: BTreeSet<&str> = staged.iter().map(|s| s.schema_hash.as_str()).collect();
+    for hash in hashes {
+        let Some(review) = tx
+            .review_by_key(scope, &lineage.source_table, hash)
+            .await?
+            .filter(|r| r.status == ReviewStatus::Approved)
+        else {
+            continue;
+        };
+        let samples: Vec<Sample<'_>> = staged
+            .iter()
+            .filter(|s| s.schema_hash == hash)
+            .map(|s| Sample {
+                row_id: &s.row_id,
+                event_ts: s.event_ts,
+                fields: &s.fields,
+                batch_id: s.batch_id,
+            })
+            .collect();
+        let (_, failed) =
+            materialize_samples(tx, lineage, scope, &review, &topic, &samples).await?;
+        report.failed += failed;
+    }
+    tx.staged_samples_remove(&staged).await?;
+    let bytes: i64 = staged.iter().map(|s| s.size_bytes).sum();
+    let n = i64::try_from(staged.len()).unwrap_or(i64::MAX);
+    lineage.staged_rows = lineage.staged_rows.saturating_sub(n).max(0);
+    lineage.staged_bytes = lineage.staged_bytes.saturating_sub(bytes).max(0);
+    lineage.updated_at = tx.now();
+    tx.lineage_save(lineage).await?;
     Ok(Some(report))
 }
 

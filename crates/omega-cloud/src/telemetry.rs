@@ -3,9 +3,10 @@
 //!
 //! Ledger dedupe, lineage (`kinds` gains `telemetry`), the stateful checks
 //! `duplicate_batch_seq` and `stale_batch_seq` (`protocol.md` §14, §15.5), schema
-//! classification (one review per table whatever the kind), then staging of the samples.
-//! Telemetry tables (`edge_ts_*`, §11) are not provisioned yet, so every accepted sample is
-//! staged (nothing is lost) until they are; the replay of samples hooks in there.
+//! classification (one review per table whatever the kind), then the samples: inserted into
+//! the telemetry table (`edge_ts_*`, §11, provisioned on first use) when the hash is approved
+//! and the lineage may materialize, staged otherwise (§9.2) and replayed later
+//! ([`crate::replay`]).
 
 use omega_protocol::limits::STALE_BATCH_SEQ_WINDOW;
 use omega_protocol::message::TelemetryBatch;
@@ -14,12 +15,14 @@ use uuid::Uuid;
 
 use crate::apply::{ApplyError, ApplyOutcome, ApplyReport, classify};
 use crate::dedupe::{BatchKind, LedgerEntry, LedgerStatus};
-use crate::lineage::PauseCause;
-use crate::policy::Policy;
-use crate::quarantine::QuarantineEntry;
-use crate::schema_review::ReviewStatus;
+use crate::lineage::{Lineage, PauseCause};
+use crate::naming;
+use crate::policy::{Policy, Scope};
+use crate::quarantine::{MATERIALIZATION_FAILED, QuarantineEntry};
+use crate::schema_review::{Review, ReviewStatus};
 use crate::staging::StagedSample;
 use crate::store::{Store, StoreError, StoreTx};
+use crate::ts_table::{self, Sample};
 use crate::wire;
 
 /// Applies one validated telemetry batch in one transaction.
@@ -152,47 +155,136 @@ async fn apply_in<T: StoreTx>(
     tx.schema_version_seen(lineage.id, hash, class).await?;
     let approved = review
         .as_ref()
-        .is_some_and(|r| r.status == ReviewStatus::Approved);
-    if !approved && newest {
+        .filter(|r| r.status == ReviewStatus::Approved);
+    if approved.is_none() && newest {
         lineage.add_cause(PauseCause::SchemaReview);
     }
 
-    let samples: Vec<StagedSample> = batch
+    let row_ids: Vec<String> = batch
         .rows
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let fields = wire::record_json(&s.fields);
-            StagedSample {
-                device_id: device.to_string(),
-                source_table: table.to_string(),
-                row_id: s
-                    .row_id
-                    .clone()
-                    .unwrap_or_else(|| format!("{batch_id}:{i}")),
-                event_ts: s.ts,
-                size_bytes: i64::try_from(fields.len()).unwrap_or(i64::MAX),
-                fields: s.fields.clone(),
-                schema_hash: hash.to_string(),
-                batch_id,
-                batch_seq: batch.batch_seq,
-                staged_at: now,
-            }
+            s.row_id
+                .clone()
+                .unwrap_or_else(|| format!("{batch_id}:{i}"))
         })
         .collect();
-    let (n, bytes) = tx.stage_samples(&samples).await?;
-    lineage.staged_rows = lineage.staged_rows.saturating_add(n);
-    lineage.staged_bytes = lineage.staged_bytes.saturating_add(bytes);
-
-    tx.ledger_insert(&ledger).await?;
-    tx.lineage_save(&lineage).await?;
-    Ok(ApplyOutcome::Applied(ApplyReport {
+    let mut report = ApplyReport {
         lineage_id: lineage.id,
         class,
         materialized: 0,
-        staged: usize::try_from(n).unwrap_or(usize::MAX),
+        staged: 0,
         failed: 0,
         snapshot_completed: false,
         pause_needed: false,
-    }))
+    };
+    match approved {
+        Some(review) if lineage.may_materialize() => {
+            let samples: Vec<Sample<'_>> = batch
+                .rows
+                .iter()
+                .zip(&row_ids)
+                .map(|(s, row_id)| Sample {
+                    row_id,
+                    event_ts: s.ts,
+                    fields: &s.fields,
+                    batch_id,
+                })
+                .collect();
+            let (ok, failed) =
+                materialize_samples(tx, &mut lineage, &scope, review, topic, &samples).await?;
+            report.materialized = ok;
+            report.failed = failed;
+        }
+        _ => {
+            let samples: Vec<StagedSample> = batch
+                .rows
+                .iter()
+                .zip(row_ids)
+                .map(|(s, row_id)| {
+                    let fields = wire::record_json(&s.fields);
+                    StagedSample {
+                        device_id: device.to_string(),
+                        source_table: table.to_string(),
+                        row_id,
+                        event_ts: s.ts,
+                        size_bytes: i64::try_from(fields.len()).unwrap_or(i64::MAX),
+                        fields: s.fields.clone(),
+                        schema_hash: hash.to_string(),
+                        batch_id,
+                        batch_seq: batch.batch_seq,
+                        staged_at: now,
+                    }
+                })
+                .collect();
+            let (n, bytes) = tx.stage_samples(&samples).await?;
+            lineage.staged_rows = lineage.staged_rows.saturating_add(n);
+            lineage.staged_bytes = lineage.staged_bytes.saturating_add(bytes);
+            report.staged = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+    }
+
+    tx.ledger_insert(&ledger).await?;
+    tx.lineage_save(&lineage).await?;
+    Ok(ApplyOutcome::Applied(report))
+}
+
+/// Inserts samples of one approved hash into the telemetry table of (scope, table) (§11),
+/// provisioning the table or its new columns first. Samples refused by the fit check (§10.4)
+/// are quarantined; a sample already in the table (same `device_id`, `row_id`, `event_ts`) is
+/// left as it is. Records the table in the lineage. Returns (passed, failed).
+pub(crate) async fn materialize_samples<T: StoreTx>(
+    tx: &mut T,
+    lineage: &mut Lineage,
+    scope: &Scope,
+    review: &Review,
+    topic: &str,
+    samples: &[Sample<'_>],
+) -> Result<(usize, usize), StoreError> {
+    let Some(columns) = review.columns.as_ref() else {
+        return Err(StoreError::corrupt(
+            "omega_reviews.columns",
+            "approved without columns",
+        ));
+    };
+    let name = naming::ts_table(scope, &lineage.source_table);
+    let want = ts_table::wanted_def(
+        &name,
+        scope,
+        &lineage.source_table,
+        columns,
+        &review.decisions,
+        samples,
+    );
+    let def = match tx.ts_get(&name).await? {
+        Some(d) if ts_table::covers(&d, &want) => d,
+        _ => tx.ts_provision(&want).await?,
+    };
+    let plan = ts_table::plan_samples(&def, &review.decisions, samples);
+    if !plan.writes.is_empty() {
+        tx.ts_insert(&def, &lineage.device_id, &plan.writes).await?;
+    }
+    let mut passed = vec![true; samples.len()];
+    for f in &plan.failures {
+        let Some(s) = samples.get(f.index) else {
+            continue;
+        };
+        passed[f.index] = false;
+        let entry = QuarantineEntry::new(
+            Some(&lineage.device_id),
+            topic,
+            MATERIALIZATION_FAILED,
+            &f.message,
+            ts_table::sample_json(s).as_bytes(),
+            Some(s.batch_id),
+            tx.now(),
+        );
+        tx.quarantine_insert(&entry).await?;
+    }
+    for p in passed {
+        lineage.count_row_result(p);
+    }
+    lineage.ts_table = Some(def.name);
+    Ok((plan.writes.len(), plan.failures.len()))
 }

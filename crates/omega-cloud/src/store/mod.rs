@@ -37,6 +37,7 @@ use crate::quarantine::{QuarantineEntry, QuarantineFilter};
 use crate::schema_review::{Review, ReviewStatus, SchemaClass};
 use crate::snapshot::SnapshotState;
 use crate::staging::{StagedRow, StagedSample};
+use crate::ts_table::{TsDef, TsRow, TsWrite};
 
 /// A store failure. [`StoreError::is_transient`] tells the ingest loop whether a retry can
 /// help; it retries either way, because acknowledging would lose the message.
@@ -410,6 +411,47 @@ pub trait StoreTx: Send {
         device: Option<&str>,
         limit: usize,
     ) -> impl Future<Output = StoreResult<(i64, Vec<StagedRow>)>> + Send;
+
+    /// The next staged samples of (device, table) whose hash is approved in `scope`, in
+    /// (`batch_seq`, event time, `row_id`) order (§9.3).
+    fn staged_samples_replayable(
+        &mut self,
+        scope: &Scope,
+        device: &str,
+        table: &str,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<StagedSample>>> + Send;
+    /// Removes staged samples by key.
+    fn staged_samples_remove(
+        &mut self,
+        samples: &[StagedSample],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    // ---- telemetry tables (§11) ----
+
+    /// A telemetry table by name, without a lock (its columns only ever grow).
+    fn ts_get(&mut self, name: &str) -> impl Future<Output = StoreResult<Option<TsDef>>> + Send;
+    /// Creates the telemetry table `want` names, or adds the columns of `want` it lacks, under
+    /// a lock on the name (DDL plus its `omega_ts_tables` row). On PostgreSQL a new table
+    /// becomes a hypertable on `event_ts` when TimescaleDB is installed. Returns the table as
+    /// it now is.
+    fn ts_provision(&mut self, want: &TsDef) -> impl Future<Output = StoreResult<TsDef>> + Send;
+    /// Inserts samples, on conflict (`device_id`, `row_id`, `event_ts`) doing nothing.
+    /// Returns the number of rows actually inserted.
+    fn ts_insert(
+        &mut self,
+        def: &TsDef,
+        device: &str,
+        writes: &[TsWrite],
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// Reads a telemetry table ordered by (device, `event_ts`, `row_id`): at most `limit`
+    /// rows when given.
+    fn ts_rows(
+        &mut self,
+        def: &TsDef,
+        device: Option<&str>,
+        limit: Option<usize>,
+    ) -> impl Future<Output = StoreResult<Vec<TsRow>>> + Send;
 
     // ---- snapshots ----
 

@@ -28,7 +28,7 @@ const VERSION_COLUMNS: [&str; 4] = [
     "_omega_updated_at",
 ];
 
-fn sql_type(a: Affinity) -> &'static str {
+pub(super) fn sql_type(a: Affinity) -> &'static str {
     match a {
         Affinity::Integer => "bigint",
         Affinity::Real => "double precision",
@@ -39,7 +39,7 @@ fn sql_type(a: Affinity) -> &'static str {
 }
 
 /// The array type a column travels as (NUMERIC as text, cast in SQL: exact decimal strings).
-fn array_type(a: Affinity) -> &'static str {
+pub(super) fn array_type(a: Affinity) -> &'static str {
     match a {
         Affinity::Integer => "int8[]",
         Affinity::Real => "float8[]",
@@ -203,7 +203,7 @@ fn upsert_sql(d: &MirrorDef) -> String {
 }
 
 /// One column's values as a typed array parameter.
-enum Column {
+pub(super) enum Column {
     Int(Vec<Option<i64>>),
     Float(Vec<Option<f64>>),
     Text(Vec<Option<String>>),
@@ -211,7 +211,7 @@ enum Column {
 }
 
 impl Column {
-    fn new(a: Affinity, n: usize) -> Self {
+    pub(super) fn new(a: Affinity, n: usize) -> Self {
         match a {
             Affinity::Integer => Column::Int(Vec::with_capacity(n)),
             Affinity::Real => Column::Float(Vec::with_capacity(n)),
@@ -221,7 +221,7 @@ impl Column {
     }
 
     /// Appends a value that passed the fit check; anything else is a bug, reported as such.
-    fn push(&mut self, a: Affinity, v: &SqlValue) -> StoreResult<()> {
+    pub(super) fn push(&mut self, a: Affinity, v: &SqlValue) -> StoreResult<()> {
         match (self, v) {
             (Column::Int(c), SqlValue::Null) => c.push(None),
             (Column::Float(c), SqlValue::Null) => c.push(None),
@@ -248,7 +248,7 @@ impl Column {
         Ok(())
     }
 
-    fn as_param(&self) -> &(dyn ToSql + Sync) {
+    pub(super) fn as_param(&self) -> &(dyn ToSql + Sync) {
         match self {
             Column::Int(v) => v,
             Column::Float(v) => v,
@@ -327,7 +327,7 @@ pub(super) async fn tombstone_below(
     exec(c, &sql, &[&device, &epoch, &seq, &now]).await
 }
 
-fn read_value(r: &Row, i: usize, a: Affinity) -> StoreResult<SqlValue> {
+pub(super) fn read_value(r: &Row, i: usize, a: Affinity) -> StoreResult<SqlValue> {
     let v = match a {
         Affinity::Integer => r.try_get::<_, Option<i64>>(i)?.map(SqlValue::Integer),
         Affinity::Real => r.try_get::<_, Option<f64>>(i)?.map(SqlValue::Real),

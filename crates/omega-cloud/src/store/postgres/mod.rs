@@ -14,6 +14,7 @@ mod mirror;
 mod queries;
 mod reviews;
 mod staged;
+mod ts;
 
 use std::time::Duration;
 
@@ -33,11 +34,13 @@ use crate::quarantine::{QuarantineEntry, QuarantineFilter};
 use crate::schema_review::{Review, ReviewStatus, SchemaClass};
 use crate::snapshot::SnapshotState;
 use crate::staging::{StagedRow, StagedSample};
+use crate::ts_table::{TsDef, TsRow, TsWrite};
 
 /// Embedded migrations, applied in order and recorded in `omega_migrations`.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_staged_order_index.sql"),
+    include_str!("migrations/0003_ts_tables.sql"),
 ];
 
 /// Advisory lock key for migrations ("omega" in ASCII).
@@ -395,6 +398,46 @@ impl StoreTx for PgTx {
         limit: usize,
     ) -> StoreResult<(i64, Vec<StagedRow>)> {
         staged::staged_of_hash(self.c(), table, hash, device, limit).await
+    }
+
+    async fn staged_samples_replayable(
+        &mut self,
+        scope: &Scope,
+        device: &str,
+        table: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<StagedSample>> {
+        ts::staged_samples_replayable(self.c(), &scope.key(), device, table, limit).await
+    }
+
+    async fn staged_samples_remove(&mut self, samples: &[StagedSample]) -> StoreResult<()> {
+        ts::staged_samples_remove(self.c(), samples).await
+    }
+
+    async fn ts_get(&mut self, name: &str) -> StoreResult<Option<TsDef>> {
+        ts::get(self.c(), name).await
+    }
+
+    async fn ts_provision(&mut self, want: &TsDef) -> StoreResult<TsDef> {
+        ts::provision(self.c(), want, self.now).await
+    }
+
+    async fn ts_insert(
+        &mut self,
+        def: &TsDef,
+        device: &str,
+        writes: &[TsWrite],
+    ) -> StoreResult<u64> {
+        ts::insert(self.c(), def, device, writes, self.now).await
+    }
+
+    async fn ts_rows(
+        &mut self,
+        def: &TsDef,
+        device: Option<&str>,
+        limit: Option<usize>,
+    ) -> StoreResult<Vec<TsRow>> {
+        ts::rows(self.c(), def, device, limit).await
     }
 
     async fn snapshot_lock(

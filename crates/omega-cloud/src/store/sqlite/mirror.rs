@@ -14,7 +14,7 @@ use crate::policy::Scope;
 use crate::store::codec::{self, format_time as ft};
 use crate::store::{MirrorRow, StoreError, StoreResult};
 
-fn sql_type(a: Affinity) -> &'static str {
+pub(super) fn sql_type(a: Affinity) -> &'static str {
     match a {
         Affinity::Integer => "INTEGER",
         Affinity::Real => "REAL",
@@ -24,7 +24,7 @@ fn sql_type(a: Affinity) -> &'static str {
     }
 }
 
-fn to_value(v: &SqlValue) -> Value {
+pub(super) fn to_value(v: &SqlValue) -> Value {
     match v {
         SqlValue::Null => Value::Null,
         SqlValue::Integer(i) => Value::Integer(*i),
@@ -34,7 +34,7 @@ fn to_value(v: &SqlValue) -> Value {
     }
 }
 
-fn from_value(v: ValueRef<'_>) -> StoreResult<SqlValue> {
+pub(super) fn from_value(v: ValueRef<'_>) -> StoreResult<SqlValue> {
     Ok(match v {
         ValueRef::Null => SqlValue::Null,
         ValueRef::Integer(i) => SqlValue::Integer(i),

@@ -13,6 +13,7 @@ mod mirror;
 mod queries;
 mod reviews;
 mod staged;
+mod ts;
 
 use std::path::Path;
 use std::sync::{Arc, mpsc};
@@ -33,11 +34,13 @@ use crate::quarantine::{QuarantineEntry, QuarantineFilter};
 use crate::schema_review::{Review, ReviewStatus, SchemaClass};
 use crate::snapshot::SnapshotState;
 use crate::staging::{StagedRow, StagedSample};
+use crate::ts_table::{TsDef, TsRow, TsWrite};
 
 /// Embedded migrations, applied in order; `PRAGMA user_version` holds the last applied.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_staged_order_index.sql"),
+    include_str!("migrations/0003_ts_tables.sql"),
 ];
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -510,6 +513,58 @@ impl StoreTx for SqliteTx {
             device.as_deref(),
             limit
         ))
+    }
+
+    fn staged_samples_replayable(
+        &mut self,
+        scope: &Scope,
+        device: &str,
+        table: &str,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<StagedSample>>> + Send {
+        let (scope, device, table) = (scope.key(), device.to_string(), table.to_string());
+        on_thread!(self, |c| ts::staged_samples_replayable(
+            c, &scope, &device, &table, limit
+        ))
+    }
+
+    fn staged_samples_remove(
+        &mut self,
+        samples: &[StagedSample],
+    ) -> impl Future<Output = StoreResult<()>> + Send {
+        let samples = samples.to_vec();
+        on_thread!(self, |c| ts::staged_samples_remove(c, &samples))
+    }
+
+    fn ts_get(&mut self, name: &str) -> impl Future<Output = StoreResult<Option<TsDef>>> + Send {
+        let name = name.to_string();
+        on_thread!(self, |c| ts::get(c, &name))
+    }
+
+    fn ts_provision(&mut self, want: &TsDef) -> impl Future<Output = StoreResult<TsDef>> + Send {
+        let (want, now) = (want.clone(), self.now);
+        on_thread!(self, |c| ts::provision(c, &want, now))
+    }
+
+    fn ts_insert(
+        &mut self,
+        def: &TsDef,
+        device: &str,
+        writes: &[TsWrite],
+    ) -> impl Future<Output = StoreResult<u64>> + Send {
+        let (def, device, writes, now) =
+            (def.clone(), device.to_string(), writes.to_vec(), self.now);
+        on_thread!(self, |c| ts::insert(c, &def, &device, &writes, now))
+    }
+
+    fn ts_rows(
+        &mut self,
+        def: &TsDef,
+        device: Option<&str>,
+        limit: Option<usize>,
+    ) -> impl Future<Output = StoreResult<Vec<TsRow>>> + Send {
+        let (def, device) = (def.clone(), device.map(str::to_string));
+        on_thread!(self, |c| ts::rows(c, &def, device.as_deref(), limit))
     }
 
     fn snapshot_lock(
