@@ -71,6 +71,12 @@ pub struct TableStatus {
     pub snapshot_due: Option<String>,
     /// The snapshot being sent, if any.
     pub snapshot: Option<SnapshotStatus>,
+    /// Telemetry: the published cursor, (ts, key…) as stored (`null` before the first row).
+    pub telemetry_cursor: Option<String>,
+    /// Telemetry: the confirmed cursor.
+    pub telemetry_confirmed: Option<String>,
+    /// Telemetry: the next `batch_seq`.
+    pub next_batch_seq: Option<i64>,
 }
 
 /// A snapshot being sent (`spec/agent.md` §11): its spool in `state.db`.
@@ -163,6 +169,9 @@ pub fn collect(
             needs_resnapshot: t.needs_resnapshot,
             blocked: t.blocked.clone(),
             snapshot_due: t.snapshot_due.clone(),
+            telemetry_cursor: t.ts_cursor.clone(),
+            telemetry_confirmed: t.ts_confirmed.clone(),
+            next_batch_seq: t.next_batch_seq,
             snapshot: spools
                 .iter()
                 .find(|h| h.table == t.name)

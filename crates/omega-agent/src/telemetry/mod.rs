@@ -201,6 +201,50 @@ pub fn last_position(conn: &Connection, q: &Queries) -> rusqlite::Result<Option<
     }
 }
 
+/// Whether reading `table` in `ts_column` order can use an index: an index (or the primary
+/// key) whose first column is `ts_column`, or `ts_column` being the rowid alias. Without one
+/// every flush sorts the table (`omega agent validate` warns, §12).
+pub fn ts_indexed(conn: &Connection, table: &str, ts_column: &str) -> rusqlite::Result<bool> {
+    let mut idx = conn.prepare(&format!(
+        "SELECT name FROM pragma_index_list({})",
+        quote_literal(table)
+    ))?;
+    let names: Vec<String> = idx.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    for name in names {
+        let first: Option<String> = conn
+            .query_row(
+                &format!(
+                    "SELECT name FROM pragma_index_info({}) WHERE seqno = 0",
+                    quote_literal(&name)
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .ok();
+        if first.is_some_and(|c| c.eq_ignore_ascii_case(ts_column)) {
+            return Ok(true);
+        }
+    }
+    // An INTEGER PRIMARY KEY column is the rowid: the table is stored in its order.
+    let rowid_alias: bool = conn
+        .query_row(
+            &format!(
+                "SELECT count(*) = 1 AND max(pk) = 1 AND upper(max(CASE WHEN pk = 1 THEN type END)) = 'INTEGER'
+                   AND max(CASE WHEN pk = 1 THEN lower(name) END) = lower(?1)
+                 FROM pragma_table_info({}) WHERE pk > 0",
+                quote_literal(table)
+            ),
+            [ts_column],
+            |r| r.get(0),
+        )
+        .unwrap_or(false);
+    Ok(rowid_alias)
+}
+
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
 /// A built telemetry batch: its sequence number, its end cursor, its payload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BuiltTs {
@@ -356,6 +400,22 @@ mod tests {
         };
         let q = Queries::new(&spec, &plan);
         (conn, spec, plan, q)
+    }
+
+    #[test]
+    fn an_index_leading_with_the_ts_column_is_found() {
+        let (conn, ..) = setup();
+        assert!(!ts_indexed(&conn, "temps", "at").unwrap());
+        conn.execute_batch("CREATE INDEX temps_at ON temps (at, sensor)")
+            .unwrap();
+        assert!(ts_indexed(&conn, "temps", "AT").unwrap());
+        conn.execute_batch("CREATE TABLE \"o'k\" (t INTEGER PRIMARY KEY, v)")
+            .unwrap();
+        assert!(
+            ts_indexed(&conn, "o'k", "t").unwrap(),
+            "the rowid alias is ordered"
+        );
+        assert!(!ts_indexed(&conn, "o'k", "v").unwrap());
     }
 
     #[test]

@@ -262,6 +262,23 @@ fn source(r: &mut Report, c: &AgentConfig) {
                 r.warn(Some(&key), msg)
             }
         }
+        if let Verdict::Telemetry(plan) = &t.verdict {
+            match omega_agent::telemetry::ts_indexed(&conn, &t.name, &plan.ts_column) {
+                Ok(true) => {}
+                Ok(false) => r.warn(
+                    Some(&key),
+                    format!(
+                        "telemetry table `{}`: ts_column `{}` has no index, so every flush sorts the table; run: CREATE INDEX {} ON {} ({})",
+                        t.name,
+                        plan.ts_column,
+                        omega_agent::sql::quote_ident(&format!("{}_{}_idx", t.name, plan.ts_column)),
+                        omega_agent::sql::quote_ident(&t.name),
+                        omega_agent::sql::quote_ident(&plan.ts_column),
+                    ),
+                ),
+                Err(e) => r.error(Some(&key), format!("table `{}`: {e}", t.name)),
+            }
+        }
         let (reason, fix) = match &t.verdict {
             Verdict::Skipped(s) => (Some(s.reason.clone()), Some(s.fix.clone())),
             _ => (None, None),
