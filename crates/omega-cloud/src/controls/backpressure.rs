@@ -28,6 +28,9 @@ pub struct Caps {
     pub max_bytes: u64,
     /// `resume_threshold_percent`, 1–99.
     pub resume_percent: u8,
+    /// `circuit_breaker_failures` (`cloud.md` §13): consecutive rows refused by the mirror
+    /// that trip the breaker; 0 turns it off.
+    pub breaker_failures: u32,
 }
 
 impl Default for Caps {
@@ -37,6 +40,7 @@ impl Default for Caps {
             max_rows: d::MAX_PENDING_ROWS,
             max_bytes: d::MAX_PENDING_BYTES,
             resume_percent: d::RESUME_THRESHOLD_PERCENT,
+            breaker_failures: d::CIRCUIT_BREAKER_FAILURES,
         }
     }
 }
@@ -56,6 +60,28 @@ impl Caps {
 /// The §6.2 backpressure rows, pure: adds or removes `backpressure` as the counts require and
 /// returns the control to queue, if any.
 pub fn transition(l: &mut Lineage, caps: &Caps) -> Option<ControlSpec> {
+    // §13: the circuit breaker. Apply counts refused rows (`consecutive_failures`); the sweep
+    // trips the breaker, after which the lineage stages instead of materializing, and tells
+    // the device to stop. `omega cloud resume` clears it and resets the count.
+    if caps.breaker_failures > 0
+        && l.consecutive_failures >= i64::from(caps.breaker_failures)
+        && !l.pause_causes.contains(&PauseCause::CircuitBreaker)
+    {
+        l.pause_causes.insert(PauseCause::CircuitBreaker);
+        if !l.device_paused {
+            l.device_paused = true;
+            return Some(ControlSpec {
+                kind: ControlKind::PauseLineage,
+                source_table: l.source_table.clone(),
+                server_watermark: l.server_watermark(),
+                reason: Some(format!(
+                    "circuit_breaker: {} consecutive rows refused by the mirror",
+                    l.consecutive_failures
+                )),
+            });
+        }
+        return None;
+    }
     let has = l.pause_causes.contains(&PauseCause::Backpressure);
     if !has && caps.over(l) {
         l.pause_causes.insert(PauseCause::Backpressure);
@@ -161,7 +187,27 @@ mod tests {
             max_rows: 100,
             max_bytes: 1000,
             resume_percent: 80,
+            breaker_failures: 5,
         }
+    }
+
+    #[test]
+    fn five_refused_rows_trip_the_breaker_once_and_pause_the_device() {
+        let mut l = lineage();
+        l.consecutive_failures = 4;
+        assert!(transition(&mut l, &caps()).is_none());
+        l.consecutive_failures = 5;
+        let s = transition(&mut l, &caps()).unwrap();
+        assert_eq!(s.kind, ControlKind::PauseLineage);
+        assert!(s.reason.unwrap().starts_with("circuit_breaker"));
+        assert!(l.pause_causes.contains(&PauseCause::CircuitBreaker) && l.device_paused);
+        assert!(!l.may_materialize(), "later changes are staged");
+        assert!(transition(&mut l, &caps()).is_none(), "tripped once");
+        // Resume clears it (controls::resume_transition) and resets the count.
+        let r = crate::controls::resume_transition(&mut l).unwrap().unwrap();
+        assert_eq!(r.kind, ControlKind::ResumeLineage);
+        assert_eq!(l.consecutive_failures, 0);
+        assert!(l.pause_causes.is_empty());
     }
 
     fn lineage() -> Lineage {

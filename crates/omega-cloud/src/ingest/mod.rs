@@ -124,6 +124,7 @@ impl IngestOptions {
             max_rows: cfg.policy.max_pending_rows_per_lineage,
             max_bytes: cfg.policy.max_pending_bytes_per_lineage,
             resume_percent: cfg.policy.resume_threshold_percent,
+            breaker_failures: cfg.policy.circuit_breaker_failures,
         };
         Ok(opts)
     }
