@@ -12,5 +12,5 @@ mod cloud_e2e;
 mod controls_e2e;
 mod demo;
 #[cfg(all(feature = "agent", feature = "cloud"))]
-mod snapshot_e2e;
+mod recovery_e2e;
 mod support;

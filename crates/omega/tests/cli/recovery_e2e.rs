@@ -1,6 +1,7 @@
-//! Snapshots end to end (`spec/agent.md` §11, `cloud.md` §10.7): `omega agent run` →
-//! mosquitto (127.0.0.1:1883) → `omega cloud serve` → a fresh PostgreSQL database, mirror
-//! compared with the source row for row.
+//! Recovery paths end to end: snapshots (`spec/agent.md` §11, `cloud.md` §10.7), local
+//! retention (§14) and the circuit breaker (`cloud.md` §13). `omega agent run` → mosquitto
+//! (127.0.0.1:1883) → `omega cloud serve` → a fresh PostgreSQL database, the mirror compared
+//! with the source row for row.
 
 use std::path::Path;
 use std::time::Duration;
@@ -235,6 +236,83 @@ fn retention_overflow_while_paused_keeps_the_bound_and_a_snapshot_after_resume_c
             .iter()
             .all(|t| t["needs_resnapshot"] == false),
         "{s:#}"
+    );
+    agent.sigterm();
+    cloud.sigterm();
+}
+
+/// `omega cloud lineages --json` entry of readings.
+fn readings_lineage(setup: &Setup) -> serde_json::Value {
+    let v = setup
+        .cloud_json(&["lineages", "--device", &setup.device])
+        .unwrap();
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["source_table"] == "readings")
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn five_rows_the_postgres_mirror_refuses_trip_the_circuit_breaker_and_resume_resets_it() {
+    let db = PostgresDb::fresh();
+    let setup = Setup::new("breaker", Some(db.url()));
+    let cloud = setup.start_cloud();
+    let agent = setup.start_agent();
+    app_writes(&setup.source(), 0, 1);
+    setup.converge();
+
+    // SQLite keeps TEXT in a REAL column; the PostgreSQL mirror column is double precision.
+    let conn = rusqlite::Connection::open(setup.source()).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    for id in 0..5 {
+        conn.execute(
+            "INSERT INTO readings (id, value) VALUES (?1, 'not a number')",
+            [5_000 + id],
+        )
+        .unwrap();
+    }
+    until_true(
+        "the breaker tripped and the device paused",
+        CONVERGE,
+        || {
+            let l = readings_lineage(&setup);
+            let tripped = l["pause_causes"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c == "circuit_breaker"));
+            let s = setup.agent_status();
+            tripped
+                && s["tables"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|t| t["name"] == "readings" && t["paused"] == true)
+        },
+    );
+    assert_eq!(readings_lineage(&setup)["status"], "paused");
+    // The application fixes its data; the paused device holds the fix until resume.
+    conn.execute(
+        "UPDATE readings SET value = 1.5 WHERE typeof(value) = 'text'",
+        [],
+    )
+    .unwrap();
+    operator(&setup, "resume");
+    let want = crate::cloud_e2e::source_rows(&setup.source());
+    until_true("the mirror converged after resume", CONVERGE, || {
+        setup.mirror_rows() == want
+    });
+    let l = readings_lineage(&setup);
+    assert_eq!(l["status"], "active", "{l:#}");
+    assert_eq!(l["consecutive_failures"], 0, "{l:#}");
+    let q = setup
+        .cloud_json(&["quarantine", "--device", &setup.device])
+        .unwrap();
+    assert_eq!(
+        q["items"].as_array().map(Vec::len),
+        Some(5),
+        "the five refused rows are quarantined with their code: {q:#}"
     );
     agent.sigterm();
     cloud.sigterm();
