@@ -125,6 +125,7 @@ async fn backpressure_sweep_pauses_over_cap_and_resumes_under_threshold<S: Store
         max_rows: 1,
         max_bytes: 1 << 30,
         resume_percent: 80,
+        breaker_failures: 0,
     };
     assert_eq!(sweep(&s, &key(), &tight).await.unwrap(), 1);
     let l = lineage(&s, "gw-1", "device_state").await;
@@ -139,6 +140,7 @@ async fn backpressure_sweep_pauses_over_cap_and_resumes_under_threshold<S: Store
         max_rows: 1000,
         max_bytes: 1 << 30,
         resume_percent: 80,
+        breaker_failures: 0,
     };
     assert_eq!(sweep(&s, &key(), &loose).await.unwrap(), 1);
     let l = lineage(&s, "gw-1", "device_state").await;
