@@ -46,6 +46,7 @@ pub mod snapshot;
 pub mod staging;
 pub mod store;
 pub mod telemetry;
+pub mod ts_read;
 pub mod ts_table;
 pub mod view;
 pub mod wire;

@@ -19,6 +19,7 @@ use crate::quarantine::QuarantineEntry;
 use crate::schema_review::ops::ReviewDetail;
 use crate::schema_review::{Review, SchemaDiff};
 use crate::staging::StagedRow;
+use crate::ts_read::{LineageSamples, RowsView};
 
 /// A list page (§18.4). The store reads return whole lists, so `next_cursor` is null.
 pub fn list(items: Vec<Value>) -> Value {
@@ -203,6 +204,53 @@ pub fn rows(r: &LineageRows) -> Value {
         "items": items,
         "next_cursor": null,
     })
+}
+
+/// Telemetry samples of a lineage (`GET /v1/lineages/{id}/rows` of a telemetry lineage):
+/// `fields` is keyed by source column (the name the device sent; the table column when no
+/// binding names one), values in wire encoding, so a sample reads back as it was sent.
+pub fn samples(r: &LineageSamples) -> Value {
+    let columns: Vec<Value> = r
+        .columns
+        .iter()
+        .map(|c| json!({ "name": c.name, "source": c.source, "type": affinity_name(c.affinity) }))
+        .collect();
+    let items: Vec<Value> = r
+        .rows
+        .iter()
+        .map(|row| {
+            let fields: Map<String, Value> = r
+                .columns
+                .iter()
+                .zip(&row.values)
+                .map(|(c, v)| (c.source.clone().unwrap_or_else(|| c.name.clone()), value(v)))
+                .collect();
+            json!({
+                "row_id": row.row_id,
+                "event_ts": time(row.event_ts),
+                "fields": fields,
+                "batch_id": row.batch_id.to_string(),
+                "received_at": time(row.received_at),
+            })
+        })
+        .collect();
+    json!({
+        "lineage_id": r.lineage.id.to_string(),
+        "kind": "telemetry",
+        "ts_table": r.table.name,
+        "hypertable": r.table.hypertable,
+        "columns": columns,
+        "items": items,
+        "next_cursor": null,
+    })
+}
+
+/// Mirror rows or telemetry samples, whichever the lineage shows ([`crate::ts_read::read`]).
+pub fn rows_view(v: &RowsView) -> Value {
+    match v {
+        RowsView::Rows(r) => rows(r),
+        RowsView::Samples(s) => samples(s),
+    }
 }
 
 #[cfg(test)]

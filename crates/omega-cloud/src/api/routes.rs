@@ -287,7 +287,8 @@ pub(super) async fn lineage(
     .into_response())
 }
 
-/// `GET /v1/lineages/{id}/rows?include_deleted=`.
+/// `GET /v1/lineages/{id}/rows?include_deleted=`: mirror rows, or the samples of a telemetry
+/// lineage.
 pub(super) async fn rows(
     State(state): State<ApiState>,
     id: IdPath,
@@ -301,9 +302,9 @@ pub(super) async fn rows(
         limit: None,
     };
     let rows = with_store!(&state.inner.store, s => {
-        lineage::ops::rows(s, &l.device_id, &l.source_table, query).await
+        crate::ts_read::read(s, &l.device_id, &l.source_table, query).await
     })?;
-    let mut v = view::rows(&rows);
+    let mut v = view::rows_view(&rows);
     let items = match v.get_mut("items").map(Value::take) {
         Some(Value::Array(a)) => a,
         _ => Vec::new(),

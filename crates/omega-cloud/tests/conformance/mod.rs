@@ -60,8 +60,19 @@ conformance!(
     confirmed_point_follows_the_batch_chain,
     per_device_scope_gets_its_own_mirror,
     replay_sweep_lifts_a_stale_review_cause_and_replays,
-    telemetry_batches_are_staged_and_checked_for_batch_seq,
+    telemetry_batches_are_checked_for_batch_seq,
+    telemetry_samples_materialize_once_across_redeliveries_and_resends,
+    staged_samples_are_replayed_on_approval,
+    misfit_samples_are_quarantined_and_the_rest_written,
+    telemetry_table_is_plain_without_timescaledb,
 );
+
+mod telemetry;
+use telemetry::{
+    misfit_samples_are_quarantined_and_the_rest_written, staged_samples_are_replayed_on_approval,
+    telemetry_samples_materialize_once_across_redeliveries_and_resends,
+    telemetry_table_is_plain_without_timescaledb,
+};
 
 const DS: &str = "edge_mirror_device_state";
 
@@ -864,7 +875,7 @@ async fn replay_sweep_lifts_a_stale_review_cause_and_replays<S: Store>(s: S) {
     );
 }
 
-async fn telemetry_batches_are_staged_and_checked_for_batch_seq<S: Store>(s: S) {
+async fn telemetry_batches_are_checked_for_batch_seq<S: Store>(s: S) {
     use omega_cloud::telemetry::apply_telemetry_batch;
     use omega_protocol::message::{TelemetryBatch, TelemetrySample};
     let cols = schema(
@@ -900,7 +911,7 @@ async fn telemetry_batches_are_staged_and_checked_for_batch_seq<S: Store>(s: S) 
         .await
         .unwrap();
     assert!(
-        matches!(out, ApplyOutcome::Applied(ref r) if r.staged == 2),
+        matches!(out, ApplyOutcome::Applied(ref r) if r.materialized == 2 && r.staged == 0),
         "{out:?}"
     );
     assert_eq!(
@@ -941,15 +952,27 @@ async fn telemetry_batches_are_staged_and_checked_for_batch_seq<S: Store>(s: S) 
         .await
         .unwrap();
     assert!(
-        matches!(late, ApplyOutcome::Applied(ref r) if r.staged == 1),
+        matches!(late, ApplyOutcome::Applied(ref r) if r.materialized == 2 && r.staged == 0),
         "{late:?}"
     );
     let l = lineage(&s, "d1", "temps").await;
     assert!(l.kinds.telemetry && !l.kinds.rows);
     assert_eq!(
         (l.last_batch_seq, l.staged_rows, l.server_watermark()),
-        (Some(100_000), 3, 100_000)
+        (Some(100_000), 0, 100_000)
     );
+    // Samples 1, 2 and 5 once each (sample 1 came twice, the refused batches wrote nothing).
+    let mut tx = s.begin().await.unwrap();
+    let def = tx
+        .ts_get("edge_ts_temps")
+        .await
+        .unwrap()
+        .expect("provisioned");
+    let got = tx.ts_rows(&def, Some("d1"), None).await.unwrap();
+    drop(tx);
+    let mut ids: Vec<&str> = got.iter().map(|r| r.row_id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, vec!["{\"id\":1}", "{\"id\":2}", "{\"id\":5}"]);
     let q = quarantine::list(&s, &QuarantineFilter::default())
         .await
         .unwrap();

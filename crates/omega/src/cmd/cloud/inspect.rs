@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use omega_cloud::lineage::ops::{self as lineage_ops, RowsError, RowsQuery};
 use omega_cloud::quarantine::{self, QuarantineFilter};
 use omega_cloud::store::{LineageFilter, StoreError};
+use omega_cloud::ts_read::{self, LineageSamples, RowsView};
 use omega_cloud::{view, with_store};
 use omega_protocol::time::format_rfc3339;
 
@@ -77,7 +78,7 @@ pub fn rows(args: &RowsArgs) -> anyhow::Result<ExitCode> {
         limit: Some(args.limit),
     };
     let read = rt.block_on(async {
-        with_store!(&store, s => lineage_ops::rows(s, &args.device, &args.table, query).await)
+        with_store!(&store, s => ts_read::read(s, &args.device, &args.table, query).await)
     });
     let r = match read {
         Ok(r) => r,
@@ -85,9 +86,13 @@ pub fn rows(args: &RowsArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     if args.json {
-        emit_json(&view::rows(&r))?;
+        emit_json(&view::rows_view(&r))?;
         return Ok(ExitCode::SUCCESS);
     }
+    let r = match r {
+        RowsView::Rows(r) => r,
+        RowsView::Samples(s) => return samples(args, &s),
+    };
     let mut headers: Vec<&str> = r.columns.iter().map(|c| c.name.as_str()).collect();
     headers.extend(["_omega_seq", "_omega_deleted"]);
     let rows: Vec<Vec<String>> = r
@@ -108,6 +113,39 @@ pub fn rows(args: &RowsArgs) -> anyhow::Result<ExitCode> {
     emit(&format!(
         "mirror {} (device {}, table {}): {} row(s){}\n",
         r.mirror.name,
+        args.device,
+        args.table,
+        r.rows.len(),
+        if r.rows.len() == args.limit {
+            format!(", first {} shown (--limit)", args.limit)
+        } else {
+            String::new()
+        }
+    ))?;
+    emit(&render(&headers, &rows))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The table form of a telemetry lineage's samples.
+fn samples(args: &RowsArgs, r: &LineageSamples) -> anyhow::Result<ExitCode> {
+    let mut headers: Vec<&str> = vec!["row_id", "event_ts"];
+    headers.extend(
+        r.columns
+            .iter()
+            .map(|c| c.source.as_deref().unwrap_or(c.name.as_str())),
+    );
+    let rows: Vec<Vec<String>> = r
+        .rows
+        .iter()
+        .map(|row| {
+            let mut cells = vec![cut(&row.row_id, 40), format_rfc3339(row.event_ts)];
+            cells.extend(row.values.iter().map(|v| cut(&table::value(v), 60)));
+            cells
+        })
+        .collect();
+    emit(&format!(
+        "telemetry table {} (device {}, table {}): {} sample(s){}\n",
+        r.table.name,
         args.device,
         args.table,
         r.rows.len(),
