@@ -1,5 +1,6 @@
 //! Integration tests of the agent against real SQLite files and a real mosquitto.
 
+mod controls;
 mod ddl;
 mod engine_smoke;
 mod snapshot;
