@@ -110,6 +110,18 @@ impl Setup {
         broker: std::net::SocketAddr,
         extra: &str,
     ) -> Setup {
+        Setup::with_config(prefix, store, broker, "  auto_approve: true\n", extra)
+    }
+
+    /// The most general constructor: `policy` is the cloud's `policy:` block body (indented
+    /// lines), `extra` lines appended to the agent's `sqlite-replication` block.
+    pub(crate) fn with_config(
+        prefix: &str,
+        store: Option<&str>,
+        broker: std::net::SocketAddr,
+        policy: &str,
+        extra: &str,
+    ) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let root = unique(&format!("e2e-{prefix}"));
@@ -129,7 +141,7 @@ impl Setup {
             "broker:\n  url: mqtt://{broker}\n  client_id: cloud-{root}\n\
              ingest:\n  device_topic: {root}/{{device}}\n  shared_group: g-{root}\n  workers: 4\n\
              store:\n  url: {store_url}\n\
-             policy:\n  auto_approve: true\n\
+             policy:\n{policy}\
              control:\n  signing_key_path: keys/control.key\n\
              receipts:\n  interval: 200ms\n"
         );

@@ -317,3 +317,88 @@ fn five_rows_the_postgres_mirror_refuses_trip_the_circuit_breaker_and_resume_res
     agent.sigterm();
     cloud.sigterm();
 }
+
+/// Approves, with every column mirrored, the pending review of `table`.
+fn approve(setup: &Setup, table: &str) {
+    let reviews = setup
+        .cloud_json(&["reviews", "--status", "pending"])
+        .unwrap();
+    let id = reviews["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["source_table"] == table)
+        .unwrap_or_else(|| panic!("no pending review of {table}: {reviews:#}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    setup
+        .cloud_json(&["review", "approve", &id, "--all-mirror"])
+        .unwrap_or_else(|e| panic!("approve {table}: {e}"));
+}
+
+#[test]
+fn backpressure_stops_only_the_staged_table_and_resume_drains_everything_in_order() {
+    let db = PostgresDb::fresh();
+    let setup = Setup::with_config(
+        "backpressure",
+        Some(db.url()),
+        machine_broker(),
+        "  auto_approve: false\n  max_pending_rows_per_lineage: 40\n  resume_threshold_percent: 80\n",
+        "",
+    );
+    let cloud = setup.start_cloud();
+    let agent = setup.start_agent();
+    app_writes(&setup.source(), 0, 1);
+    until_true("a pending review per table", CONVERGE, || {
+        setup
+            .cloud_json(&["reviews", "--status", "pending"])
+            .is_ok_and(|r| r["items"].as_array().is_some_and(|i| i.len() == 3))
+    });
+    // Two tables approved; readings stays under review, so its rows are staged.
+    approve(&setup, "order");
+    approve(&setup, "naïve tablé \"q\"");
+    app_writes(&setup.source(), 1, 3);
+    until_true(
+        "readings over the cap: backpressure, and the device stops it",
+        CONVERGE,
+        || {
+            let l = readings_lineage(&setup);
+            let s = setup.agent_status();
+            l["pause_causes"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c == "backpressure"))
+                && s["tables"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|t| t["name"] == "readings" && t["paused"] == true)
+        },
+    );
+    // The other tables keep flowing while readings is held on the device.
+    app_writes(&setup.source(), 4, 2);
+    let want = crate::cloud_e2e::source_rows(&setup.source());
+    until_true("order and the naïve table mirrored", CONVERGE, || {
+        let got = setup.mirror_rows();
+        ["order", "naïve tablé \"q\""]
+            .iter()
+            .all(|t| got.get(*t) == want.get(*t))
+    });
+    let held = setup.agent_status();
+    let readings = held["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "readings")
+        .cloned()
+        .unwrap();
+    assert!(
+        readings["pending_rows"].as_i64() > Some(0),
+        "the device holds readings' later changes: {readings:#}"
+    );
+    // The review is approved: staged rows replay, the cap clears, resume drains the device.
+    approve(&setup, "readings");
+    setup.converge();
+    agent.sigterm();
+    cloud.sigterm();
+}
