@@ -142,7 +142,7 @@ impl Setup {
              ingest:\n  device_topic: {root}/{{device}}\n  shared_group: g-{root}\n  workers: 4\n\
              store:\n  url: {store_url}\n\
              policy:\n{policy}\
-             control:\n  signing_key_path: keys/control.key\n\
+             control:\n  signing_key_path: keys/control.key\n  resend_after: 2s\n\
              receipts:\n  interval: 200ms\n"
         );
         std::fs::write(d.join("cloud.yaml"), cloud).unwrap();

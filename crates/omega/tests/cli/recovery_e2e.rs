@@ -402,3 +402,49 @@ fn backpressure_stops_only_the_staged_table_and_resume_drains_everything_in_orde
     agent.sigterm();
     cloud.sigterm();
 }
+
+#[test]
+fn a_pause_sent_while_the_device_is_offline_and_lost_by_the_broker_is_resent_and_applied() {
+    let mut broker = omega_testkit::mosquitto::Mosquitto::start();
+    let db = PostgresDb::fresh();
+    let setup = Setup::with_config(
+        "offline",
+        Some(db.url()),
+        broker.addr(),
+        "  auto_approve: true\n",
+        "",
+    );
+    let cloud = setup.start_cloud();
+    let agent = setup.start_agent();
+    app_writes(&setup.source(), 0, 2);
+    setup.converge();
+    agent.sigterm();
+    // The device is offline; the operator pauses readings; the broker then restarts without
+    // persistence, losing the device's session and the control queued in it.
+    operator(&setup, "pause");
+    broker.restart();
+    let agent = setup.start_agent();
+    until_true(
+        "the cloud re-sent the pause and the device applied it",
+        CONVERGE,
+        || {
+            setup.agent_status()["tables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["name"] == "readings" && t["paused"] == true)
+        },
+    );
+    app_writes(&setup.source(), 2, 1);
+    until_true("readings' new changes are held", CONVERGE, || {
+        setup.agent_status()["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "readings" && t["pending_rows"].as_i64() > Some(0))
+    });
+    operator(&setup, "resume");
+    setup.converge();
+    agent.sigterm();
+    cloud.sigterm();
+}
