@@ -67,7 +67,7 @@ conformance!(
     telemetry_table_is_plain_without_timescaledb,
 );
 
-mod telemetry;
+pub(crate) mod telemetry;
 use telemetry::{
     misfit_samples_are_quarantined_and_the_rest_written, staged_samples_are_replayed_on_approval,
     telemetry_samples_materialize_once_across_redeliveries_and_resends,

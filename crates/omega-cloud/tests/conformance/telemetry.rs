@@ -24,7 +24,7 @@ const TOPIC: &str = "omega/d1/sync/telemetry/batch";
 
 /// `temps`: the key, the time column (never sent as a field), and one column per storage
 /// class.
-pub(super) fn temps() -> SchemaColumns {
+pub(crate) fn temps() -> SchemaColumns {
     schema(
         "temps",
         vec![
@@ -44,7 +44,7 @@ fn t0() -> OffsetDateTime {
 
 /// One sample per id, with values that must come back exactly: i64 beyond 2^53, ±inf,
 /// quotes and non-ASCII text, BLOBs with 0x00/0xFF, NULLs; a fractional event time.
-pub(super) fn sample(id: i64) -> TelemetrySample {
+pub(crate) fn sample(id: i64) -> TelemetrySample {
     let value = match id % 3 {
         0 => SqlValue::Real(f64::NEG_INFINITY),
         1 => SqlValue::Real(21.5),
@@ -77,7 +77,7 @@ pub(super) fn sample(id: i64) -> TelemetrySample {
     }
 }
 
-pub(super) fn telemetry_batch(cols: &SchemaColumns, seq: i64, ids: &[i64]) -> TelemetryBatch {
+pub(crate) fn telemetry_batch(cols: &SchemaColumns, seq: i64, ids: &[i64]) -> TelemetryBatch {
     let rows: Vec<TelemetrySample> = ids.iter().map(|i| sample(*i)).collect();
     let (start, end) = TelemetryBatch::cursor_bounds(&rows).unwrap_or((t0(), t0()));
     TelemetryBatch {
@@ -118,7 +118,7 @@ async fn shown<S: Store>(s: &S) -> BTreeMap<String, Value> {
 }
 
 /// row_id → fields as the device sent them.
-fn sent(ids: impl IntoIterator<Item = i64>) -> BTreeMap<String, Value> {
+pub(crate) fn sent(ids: impl IntoIterator<Item = i64>) -> BTreeMap<String, Value> {
     ids.into_iter()
         .map(|id| {
             let s = sample(id);
