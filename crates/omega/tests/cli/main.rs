@@ -14,3 +14,5 @@ mod demo;
 #[cfg(all(feature = "agent", feature = "cloud"))]
 mod recovery_e2e;
 mod support;
+#[cfg(all(feature = "agent", feature = "cloud"))]
+mod telemetry_e2e;
