@@ -47,7 +47,7 @@ impl Cursor {
     /// Reads [`Cursor::encode`]'s form; `None` when it is not one.
     pub fn decode(s: &str) -> Option<Cursor> {
         let unhex = |h: &str| -> Option<Vec<u8>> {
-            if h.len() % 2 != 0 {
+            if !h.len().is_multiple_of(2) {
                 return None;
             }
             (0..h.len())
