@@ -18,7 +18,7 @@ pub mod snapshot;
 pub mod source;
 pub mod sql;
 pub mod state;
-pub mod telemetry;
 pub mod status;
+pub mod telemetry;
 pub mod tls_check;
 pub mod transport;
