@@ -17,6 +17,8 @@
 //! machine and are given only as the references of the ratios.
 
 mod capture;
+#[cfg(all(feature = "cloud", feature = "broker"))]
+mod e2e;
 mod latency;
 mod report;
 mod variants;
@@ -33,6 +35,27 @@ pub enum BenchCommand {
     /// What capture costs the application: insert rate and commit latency with Omega's
     /// triggers against the same inserts without them, and the engine's batch build rate.
     Capture(CaptureArgs),
+    /// Rows per second from the application's file to the cloud's store (snapshot, live
+    /// rows, telemetry), each next to the bare batched upsert of the same rows into the same
+    /// store: SQLite always, PostgreSQL with `--postgres`.
+    #[cfg(all(feature = "cloud", feature = "broker"))]
+    E2e(E2eArgs),
+}
+
+/// Arguments of `omega bench e2e`.
+#[derive(Debug, Args)]
+pub struct E2eArgs {
+    /// Rows per flow.
+    #[arg(long, value_name = "N", default_value_t = e2e::DEFAULT_ROWS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub rows: u64,
+    /// Also measure into this PostgreSQL database (its tables are created as the cloud does).
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
+    /// Also replace (or append) this benchmark's section in FILE.
+    #[arg(long, value_name = "FILE", num_args = 0..=1,
+          default_missing_value = "BENCHMARKS.md")]
+    pub write: Option<PathBuf>,
 }
 
 /// Arguments of `omega bench capture`.
@@ -70,6 +93,20 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 eprintln!(
                     "wrote section `{}` of {}",
                     capture::SECTION_TITLE,
+                    path.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(all(feature = "cloud", feature = "broker"))]
+        BenchCommand::E2e(args) => {
+            let section = e2e::run(&args)?;
+            print!("{section}");
+            if let Some(path) = &args.write {
+                report::write_section(path, e2e::SECTION_TITLE, &section)?;
+                eprintln!(
+                    "wrote section `{}` of {}",
+                    e2e::SECTION_TITLE,
                     path.display()
                 );
             }

@@ -21,7 +21,7 @@
 
 mod app;
 mod rows;
-mod stack;
+pub(crate) mod stack;
 mod watch;
 
 use std::collections::BTreeMap;

@@ -268,13 +268,32 @@ pub fn start_agent(
     verifier: ControlVerifier,
     log: Option<tracing::Dispatch>,
 ) -> anyhow::Result<Agent> {
+    start_agent_with(
+        paths,
+        device,
+        broker_url,
+        verifier,
+        log,
+        TableStrategies::default(),
+    )
+}
+
+/// [`start_agent`] with table strategies (`omega bench e2e` reads a telemetry table).
+pub fn start_agent_with(
+    paths: &Paths,
+    device: &str,
+    broker_url: &str,
+    verifier: ControlVerifier,
+    log: Option<tracing::Dispatch>,
+    strategies: TableStrategies,
+) -> anyhow::Result<Agent> {
     let cfg = RunConfig {
         engine: EngineConfig {
             device_id: device.to_string(),
             root_topic: omega_protocol::topic::default_root_topic(device),
             source_db_path: paths.source.clone(),
             state_db_path: paths.state.clone(),
-            strategies: TableStrategies::default(),
+            strategies,
             // The cloud sends signed receipts: the journal is pruned only once the cloud has
             // stored the changes, not on the broker's PUBACK.
             delivery: Delivery::Receipts,

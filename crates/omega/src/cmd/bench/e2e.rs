@@ -1,0 +1,402 @@
+//! `omega bench e2e`: rows per second from the application's file to the cloud's store,
+//! through the real pieces in one process (the embedded broker on a loopback port, `omega
+//! cloud`'s ingest with signed receipts, the agent on its own thread), each next to the bare
+//! batched upsert of the same rows into the same store, measured in the same run.
+//!
+//! Three flows, one after the other on one running stack:
+//! - **snapshot**: `N` rows present before the agent starts (`snapshot_on_first_run`), from
+//!   the agent's start until the mirror holds all of them;
+//! - **live rows**: the application inserts `N` more (100 rows per transaction, as fast as it
+//!   can) while the agent runs, from the first commit until the mirror holds them;
+//! - **telemetry**: `N` samples committed at once into a `telemetry` table, until the
+//!   telemetry table holds them.
+//!
+//! Completion is read with one `count(*)` per poll (every 50 ms) on the store itself.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use omega_agent::config::{Strategy, TableStrategies, TableStrategy, Telemetry, TsUnit};
+
+use super::report::{self, Machine, Table};
+use crate::cmd::demo::stack::{self, Paths};
+
+/// The section of `BENCHMARKS.md`.
+pub const SECTION_TITLE: &str = "omega bench e2e";
+/// Rows per flow.
+pub const DEFAULT_ROWS: u64 = 100_000;
+/// Rows per batch of the bare upsert (the agent's batch limit).
+const BARE_BATCH: usize = 4096;
+/// How long one flow may take before the bench gives up.
+const FLOW_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Where the cloud keeps its rows.
+#[derive(Debug, Clone)]
+enum Store {
+    Sqlite,
+    Postgres(String),
+}
+
+impl Store {
+    fn name(&self) -> &'static str {
+        match self {
+            Store::Sqlite => "SQLite",
+            Store::Postgres(_) => "PostgreSQL",
+        }
+    }
+}
+
+/// One store's figures, rows per second.
+#[derive(Debug, Clone)]
+struct Figures {
+    store: &'static str,
+    bare: f64,
+    snapshot: f64,
+    live: f64,
+    telemetry: f64,
+}
+
+/// Runs the bench and returns its Markdown section.
+pub fn run(args: &super::E2eArgs) -> anyhow::Result<String> {
+    let n = usize::try_from(args.rows).context("--rows")?;
+    let mut stores = vec![Store::Sqlite];
+    if let Some(url) = &args.postgres {
+        stores.push(Store::Postgres(url.clone()));
+    }
+    let rt = stack::runtime(
+        tokio::runtime::Builder::new_multi_thread(),
+        "omega-bench",
+        None,
+    )
+    .context("starting the bench runtime")?;
+    let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+    let started = Instant::now();
+    let mut all = Vec::new();
+    for (i, store) in stores.iter().enumerate() {
+        eprintln!("bench e2e: {} ({n} rows per flow)…", store.name());
+        let dir = scratch.path().join(format!("run-{i}"));
+        std::fs::create_dir_all(&dir)?;
+        all.push(rt.block_on(measure(&dir, store, n))?);
+    }
+    let machine = Machine::probe(scratch.path());
+    let mut out = format!(
+        "## {SECTION_TITLE}\n\n- Command: `{}`\n- Sizes: {} rows per flow; {}\n- Machine: {}\n- Date: {}; the whole bench took {:.1} s\n\n",
+        report::command_line(),
+        report::count(n as f64),
+        report::build_line(),
+        machine.line(),
+        report::now_line(),
+        started.elapsed().as_secs_f64()
+    );
+    out.push_str(
+        "Agent → embedded broker → cloud ingest (4 workers, signed receipts, `auto_approve`) → store, in one process on this machine; `delivery: receipts`, `flush_interval: 100ms`. \
+         Each flow's rate is rows ÷ time until the store holds them all (one `count(*)` every 50 ms). \
+         The reference is the bare batched upsert of the same rows into the same store (4,096 per statement: `unnest` on PostgreSQL, a prepared statement in one transaction per batch on SQLite), measured in the same run.\n\n",
+    );
+    let mut t = Table::new(&[
+        "store",
+        "bare upsert rows/s",
+        "snapshot rows/s",
+        "÷ bare",
+        "live rows rows/s",
+        "÷ bare",
+        "telemetry rows/s",
+        "÷ bare",
+    ]);
+    for f in &all {
+        t.row(vec![
+            f.store.to_string(),
+            report::count(f.bare),
+            report::count(f.snapshot),
+            report::ratio(f.snapshot / f.bare),
+            report::count(f.live),
+            report::ratio(f.live / f.bare),
+            report::count(f.telemetry),
+            report::ratio(f.telemetry / f.bare),
+        ]);
+    }
+    out.push_str(&t.render());
+    out.push_str(
+        "\nGoals (stated, not asserted; `issues` #10): ≥ 50k rows/s into PostgreSQL and ≥ 100k into SQLite on 2 cores. \
+         The agent, the broker, the cloud and (for SQLite) the store share the same 2 cores here.\n",
+    );
+    Ok(out)
+}
+
+const SCHEMA: &str = "
+    PRAGMA journal_mode = WAL;
+    CREATE TABLE readings (id INTEGER PRIMARY KEY, sensor TEXT, value REAL, raw BLOB);
+    CREATE TABLE samples (sensor TEXT NOT NULL, n INTEGER NOT NULL, at INTEGER NOT NULL,
+                          v REAL, PRIMARY KEY (sensor, n));
+    CREATE INDEX samples_at ON samples (at);
+";
+
+fn reading(i: i64) -> (i64, String, f64, Option<Vec<u8>>) {
+    (
+        i,
+        format!("sensor-{}", i % 97),
+        i as f64 * 0.25,
+        (i % 4 == 0).then(|| vec![0u8, 255, (i % 256) as u8, 7]),
+    )
+}
+
+fn insert_readings(source: &Path, from: i64, n: usize, per_txn: usize) -> anyhow::Result<()> {
+    let conn = rusqlite::Connection::open(source)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    let mut i = from;
+    let end = from + n as i64;
+    while i < end {
+        let tx = conn.unchecked_transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO readings (id, sensor, value, raw) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for _ in 0..per_txn {
+                if i >= end {
+                    break;
+                }
+                let (id, s, v, raw) = reading(i);
+                stmt.execute(rusqlite::params![id, s, v, raw])?;
+                i += 1;
+            }
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn insert_samples(source: &Path, n: usize) -> anyhow::Result<()> {
+    let conn = rusqlite::Connection::open(source)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    let tx = conn.unchecked_transaction()?;
+    {
+        let mut stmt = tx.prepare("INSERT INTO samples VALUES (?1, ?2, ?3, ?4)")?;
+        for i in 0..n as i64 {
+            stmt.execute(rusqlite::params![
+                format!("s{}", i % 7),
+                i,
+                1_777_366_800_000i64 + i / 10,
+                i as f64 / 3.0
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Counts rows of a table the cloud writes, for one device.
+enum Counter {
+    Sqlite(rusqlite::Connection),
+    Postgres(tokio_postgres::Client),
+}
+
+impl Counter {
+    async fn open(store: &Store, paths: &Paths) -> anyhow::Result<Counter> {
+        Ok(match store {
+            Store::Sqlite => {
+                let path = paths.store.as_ref().context("the SQLite store's path")?;
+                let c = rusqlite::Connection::open(path)?;
+                c.busy_timeout(Duration::from_secs(10))?;
+                Counter::Sqlite(c)
+            }
+            Store::Postgres(url) => Counter::Postgres(pg_connect(url).await?),
+        })
+    }
+
+    /// Rows of `table` for `device` (live rows only in a mirror); 0 while it does not exist.
+    async fn count(&self, table: &str, device: &str, mirror: bool) -> i64 {
+        let live = if mirror {
+            match self {
+                Counter::Sqlite(_) => " AND \"_omega_deleted\" = 0",
+                Counter::Postgres(_) => " AND NOT \"_omega_deleted\"",
+            }
+        } else {
+            ""
+        };
+        let sql = format!("SELECT count(*) FROM \"{table}\" WHERE device_id = $1{live}");
+        match self {
+            Counter::Sqlite(c) => c
+                .query_row(&sql.replace("$1", "?1"), [device], |r| r.get(0))
+                .unwrap_or(0),
+            Counter::Postgres(c) => c
+                .query_one(&sql, &[&device])
+                .await
+                .map(|r| r.get::<_, i64>(0))
+                .unwrap_or(0),
+        }
+    }
+}
+
+async fn pg_connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .context("connecting to PostgreSQL")?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// Polls until `table` holds `want` rows of `device`; returns the time since `from`.
+async fn wait_for(
+    counter: &Counter,
+    table: &str,
+    device: &str,
+    mirror: bool,
+    want: i64,
+    from: Instant,
+    stack_alive: impl Fn() -> bool,
+) -> anyhow::Result<Duration> {
+    loop {
+        let have = counter.count(table, device, mirror).await;
+        if have >= want {
+            return Ok(from.elapsed());
+        }
+        if !stack_alive() {
+            bail!("the agent or the cloud stopped while waiting for {table}");
+        }
+        if from.elapsed() > FLOW_TIMEOUT {
+            bail!("{table}: {have} of {want} rows after {FLOW_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn measure(dir: &Path, store: &Store, n: usize) -> anyhow::Result<Figures> {
+    let paths = Paths::new(dir, matches!(store, Store::Sqlite));
+    let device = format!("bench-{}", &omega_protocol::ids::new_v7()[24..]);
+    rusqlite::Connection::open(&paths.source)?.execute_batch(SCHEMA)?;
+    let bare = bare_upsert(store, &paths, n).await?;
+
+    insert_readings(&paths.source, 0, n, 10_000)?;
+    let verifier = stack::write_keys(&paths)?;
+    let broker = stack::start_broker().await?;
+    let url = broker.url();
+    let postgres = match store {
+        Store::Postgres(u) => Some(u.as_str()),
+        Store::Sqlite => None,
+    };
+    let cloud = stack::start_cloud(&paths, &url, postgres).await?;
+    let strategies = TableStrategies::new(vec![TableStrategy {
+        key: "samples".into(),
+        strategy: Strategy::Telemetry(Telemetry {
+            ts_column: "at".into(),
+            include_columns: None,
+            ts_unit: TsUnit::Millis,
+        }),
+    }])
+    .map_err(anyhow::Error::msg)?;
+    let t0 = Instant::now();
+    let agent = stack::start_agent_with(&paths, &device, &url, verifier, None, strategies)?;
+    let counter = Counter::open(store, &paths).await?;
+    let alive = || !agent.is_finished() && !cloud.is_finished();
+    let want = i64::try_from(n)?;
+    let snapshot = wait_for(
+        &counter,
+        "edge_mirror_readings",
+        &device,
+        true,
+        want,
+        t0,
+        alive,
+    )
+    .await?;
+
+    let source = paths.source.clone();
+    let t1 = Instant::now();
+    let writer = tokio::task::spawn_blocking(move || insert_readings(&source, 1 << 40, n, 100));
+    let live = wait_for(
+        &counter,
+        "edge_mirror_readings",
+        &device,
+        true,
+        2 * want,
+        t1,
+        alive,
+    )
+    .await?;
+    writer.await??;
+
+    insert_samples(&paths.source, n)?;
+    let t2 = Instant::now();
+    let telemetry = wait_for(&counter, "edge_ts_samples", &device, false, want, t2, alive).await?;
+
+    agent.stop().await?;
+    cloud.stop().await?;
+    drop(broker);
+    let rate = |d: Duration| n as f64 / d.as_secs_f64();
+    Ok(Figures {
+        store: store.name(),
+        bare,
+        snapshot: rate(snapshot),
+        live: rate(live),
+        telemetry: rate(telemetry),
+    })
+}
+
+/// The reference: the same rows upserted in batches straight into a table of the store, with
+/// the version check a mirror upsert makes.
+async fn bare_upsert(store: &Store, paths: &Paths, n: usize) -> anyhow::Result<f64> {
+    let rows: Vec<_> = (0..n as i64).map(reading).collect();
+    match store {
+        Store::Sqlite => {
+            let path = paths.dir.join("bare.db");
+            let c = rusqlite::Connection::open(&path)?;
+            c.execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+                 CREATE TABLE bare (device_id TEXT NOT NULL, id INTEGER NOT NULL, sensor TEXT,
+                   value REAL, raw BLOB, v_seq INTEGER NOT NULL, PRIMARY KEY (device_id, id));",
+            )?;
+            let t = Instant::now();
+            for chunk in rows.chunks(BARE_BATCH) {
+                let tx = c.unchecked_transaction()?;
+                {
+                    let mut stmt = tx.prepare_cached(
+                        "INSERT INTO bare VALUES ('bench', ?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (device_id, id) DO UPDATE SET sensor = excluded.sensor,
+                           value = excluded.value, raw = excluded.raw, v_seq = excluded.v_seq
+                         WHERE bare.v_seq < excluded.v_seq",
+                    )?;
+                    for (id, s, v, raw) in chunk {
+                        stmt.execute(rusqlite::params![id, s, v, raw, id + 1])?;
+                    }
+                }
+                tx.commit()?;
+            }
+            Ok(n as f64 / t.elapsed().as_secs_f64())
+        }
+        Store::Postgres(url) => {
+            let c = pg_connect(url).await?;
+            let table = format!("omega_bench_bare_{}", std::process::id());
+            c.batch_execute(&format!(
+                "DROP TABLE IF EXISTS {table};
+                 CREATE TABLE {table} (device_id text NOT NULL, id bigint NOT NULL, sensor text,
+                   value double precision, raw bytea, v_seq bigint NOT NULL,
+                   PRIMARY KEY (device_id, id));"
+            ))
+            .await?;
+            let sql = format!(
+                "INSERT INTO {table} SELECT 'bench', * FROM unnest($1::bigint[], $2::text[],
+                   $3::float8[], $4::bytea[], $5::bigint[])
+                 ON CONFLICT (device_id, id) DO UPDATE SET sensor = excluded.sensor,
+                   value = excluded.value, raw = excluded.raw, v_seq = excluded.v_seq
+                 WHERE {table}.v_seq < excluded.v_seq"
+            );
+            let stmt = c.prepare(&sql).await?;
+            let t = Instant::now();
+            for chunk in rows.chunks(BARE_BATCH) {
+                let ids: Vec<i64> = chunk.iter().map(|r| r.0).collect();
+                let sensors: Vec<&str> = chunk.iter().map(|r| r.1.as_str()).collect();
+                let values: Vec<f64> = chunk.iter().map(|r| r.2).collect();
+                let raws: Vec<Option<&[u8]>> = chunk.iter().map(|r| r.3.as_deref()).collect();
+                let seqs: Vec<i64> = ids.iter().map(|i| i + 1).collect();
+                c.execute(&stmt, &[&ids, &sensors, &values, &raws, &seqs])
+                    .await?;
+            }
+            let rate = n as f64 / t.elapsed().as_secs_f64();
+            c.batch_execute(&format!("DROP TABLE {table}")).await?;
+            Ok(rate)
+        }
+    }
+}
