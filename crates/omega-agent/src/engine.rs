@@ -466,7 +466,8 @@ impl Engine {
 
     fn track(&mut self, spec: TableSpec, tid: i64, due: Option<&str>) -> Result<(), EngineError> {
         let name = spec.name.clone();
-        let existing = self.state.table(&name)?;
+        // A table that was read as telemetry is a new `rows` table (§5: changed strategy).
+        let existing = self.state.table(&name)?.filter(|st| st.strategy == "rows");
         let mut due = due.map(str::to_string);
         if existing.is_none() {
             // A table seen for the first time: its existing rows are sent unless this is the

@@ -9,7 +9,10 @@
 //! - **live rows**: the application inserts `N` more (100 rows per transaction, as fast as it
 //!   can) while the agent runs, from the first commit until the mirror holds them;
 //! - **telemetry**: `N` samples committed at once into a `telemetry` table, until the
-//!   telemetry table holds them.
+//!   telemetry table holds them;
+//! - **pause → stop**: an operator pause of the rows table, until the device has recorded it
+//!   (`state.db`); then `N` rows written while paused are held, and **drain** is their rate
+//!   from the operator's resume until the mirror holds them.
 //!
 //! Completion is read with one `count(*)` per poll (every 50 ms) on the store itself.
 
@@ -55,6 +58,10 @@ struct Figures {
     snapshot: f64,
     live: f64,
     telemetry: f64,
+    /// From the operator's pause to the device recording it.
+    pause_to_stop: Duration,
+    /// Rows held while paused, drained after resume, rows/s.
+    drain: f64,
 }
 
 /// Runs the bench and returns its Markdown section.
@@ -103,6 +110,9 @@ pub fn run(args: &super::E2eArgs) -> anyhow::Result<String> {
         "÷ bare",
         "telemetry rows/s",
         "÷ bare",
+        "pause → stop",
+        "drain after resume rows/s",
+        "÷ bare",
     ]);
     for f in &all {
         t.row(vec![
@@ -114,6 +124,9 @@ pub fn run(args: &super::E2eArgs) -> anyhow::Result<String> {
             report::ratio(f.live / f.bare),
             report::count(f.telemetry),
             report::ratio(f.telemetry / f.bare),
+            report::dur(f.pause_to_stop),
+            report::count(f.drain),
+            report::ratio(f.drain / f.bare),
         ]);
     }
     out.push_str(&t.render());
@@ -322,6 +335,44 @@ async fn measure(dir: &Path, store: &Store, n: usize) -> anyhow::Result<Figures>
     let t2 = Instant::now();
     let telemetry = wait_for(&counter, "edge_ts_samples", &device, false, want, t2, alive).await?;
 
+    // Pause → stop, then the drain of what was held.
+    let key_pem = std::fs::read_to_string(&paths.control_key)?;
+    let key = omega_protocol::signing::ControlKey::ed25519_from_pkcs8_pem(&key_pem)
+        .map_err(|e| anyhow::anyhow!("reading the control key: {e}"))?;
+    let t3 = Instant::now();
+    omega_cloud::with_store!(&cloud.store, s => {
+        omega_cloud::controls::operator_pause(s, &key, &device, "readings", Some("bench")).await
+    })?;
+    let pause_to_stop = loop {
+        let paused = omega_agent::state::StateDb::open_read_only(&paths.state)
+            .ok()
+            .and_then(|s| s.table("readings").ok().flatten())
+            .is_some_and(|t| t.paused);
+        if paused {
+            break t3.elapsed();
+        }
+        if t3.elapsed() > FLOW_TIMEOUT || !alive() {
+            bail!("the device did not record the pause");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let source = paths.source.clone();
+    tokio::task::spawn_blocking(move || insert_readings(&source, 2 << 40, n, 100)).await??;
+    let t4 = Instant::now();
+    omega_cloud::with_store!(&cloud.store, s => {
+        omega_cloud::controls::operator_resume(s, &key, &device, "readings").await
+    })?;
+    let drain = wait_for(
+        &counter,
+        "edge_mirror_readings",
+        &device,
+        true,
+        3 * want,
+        t4,
+        alive,
+    )
+    .await?;
+
     agent.stop().await?;
     cloud.stop().await?;
     drop(broker);
@@ -332,6 +383,8 @@ async fn measure(dir: &Path, store: &Store, n: usize) -> anyhow::Result<Figures>
         snapshot: rate(snapshot),
         live: rate(live),
         telemetry: rate(telemetry),
+        pause_to_stop,
+        drain: rate(drain),
     })
 }
 
