@@ -448,3 +448,78 @@ fn a_pause_sent_while_the_device_is_offline_and_lost_by_the_broker_is_resent_and
     agent.sigterm();
     cloud.sigterm();
 }
+
+/// `receipts.md` §6: `ADD COLUMN … DEFAULT` changes every existing row without a trigger
+/// firing; the agent snapshots the table so the mirror shows the default too.
+#[test]
+fn add_column_with_a_default_reaches_every_existing_mirror_row() {
+    let db = PostgresDb::fresh();
+    let setup = Setup::new("addcol", Some(db.url()));
+    let cloud = setup.start_cloud();
+    let agent = setup.start_agent();
+    app_writes(&setup.source(), 0, 3);
+    setup.converge();
+    let conn = rusqlite::Connection::open(setup.source()).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn.execute_batch("ALTER TABLE readings ADD COLUMN flag INTEGER NOT NULL DEFAULT 7")
+        .unwrap();
+    // The mirror compared column by column with the source: `flag` = 7 on every old row.
+    setup.converge();
+    let rows = setup.mirror_rows();
+    let readings = &rows["readings"];
+    assert!(readings.len() > 10);
+    assert!(
+        readings
+            .values()
+            .all(|r| r.get("flag") == Some(&serde_json::json!(7))),
+        "every mirror row shows the default"
+    );
+    agent.sigterm();
+    cloud.sigterm();
+}
+
+/// The broker restarted without persistence three times while the application writes: every
+/// session (the agent's and the cloud's) and every queued message is lost each time; receipts
+/// make the agent re-send what the cloud never stored.
+#[test]
+fn three_broker_restarts_without_persistence_while_writing_lose_nothing() {
+    let mut broker = omega_testkit::mosquitto::Mosquitto::start();
+    let db = PostgresDb::fresh();
+    let setup = Setup::with_config(
+        "restarts",
+        Some(db.url()),
+        broker.addr(),
+        "  auto_approve: true\n",
+        "",
+    );
+    let cloud = setup.start_cloud();
+    let agent = setup.start_agent();
+    let source = setup.source();
+    let writer = std::thread::spawn(move || {
+        for round in 0..30 {
+            app_writes(&source, round, 1);
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    });
+    let confirmed = |setup: &Setup| -> i64 {
+        setup.agent_status()["tables"].as_array().map_or(0, |t| {
+            t.iter()
+                .filter_map(|t| t["confirmed_commit_seq"].as_i64())
+                .sum()
+        })
+    };
+    let mut last = 0;
+    for _ in 0..3 {
+        until_true(
+            "more changes confirmed before the next restart",
+            CONVERGE,
+            || confirmed(&setup) > last,
+        );
+        last = confirmed(&setup);
+        broker.restart();
+    }
+    writer.join().unwrap();
+    setup.converge();
+    agent.sigterm();
+    cloud.sigterm();
+}
