@@ -1080,6 +1080,18 @@ impl Engine {
     /// all have theirs is complete (§11.2.7).
     pub fn on_snapshot_part_published(&mut self, part: &PartRef) -> Result<(), EngineError> {
         self.state.spool_part_published(&part.id, part.part)?;
+        // Progress, every tenth of the parts (and the last), for whoever watches the log.
+        if let Some((table, snap)) = self.snapshots.iter().find(|(_, s)| s.id == part.id) {
+            let step = (snap.parts / 10).max(1);
+            if part.part % step == 0 || part.part == snap.parts {
+                tracing::info!(
+                    "snapshot of {table}: part {}/{} published ({}%)",
+                    part.part,
+                    snap.parts,
+                    u64::from(part.part) * 100 / u64::from(snap.parts.max(1))
+                );
+            }
+        }
         if self.cfg.delivery == Delivery::Puback
             && self.state.spool_first_unpublished(&part.id)?.is_none()
             && let Some(h) = self.state.spool(&part.id)?

@@ -205,3 +205,128 @@ async fn forged_controls_change_nothing_and_a_replay_is_acked_but_not_applied() 
     stop_tx.send(()).unwrap();
     agent.await.unwrap().unwrap();
 }
+
+fn receipt(key: Option<&ControlKey>, device: &str, epoch: &str, through: i64) -> Vec<u8> {
+    let mut m: Vec<(String, Json)> = vec![
+        ("format_version".into(), Json::Integer(1)),
+        (
+            "issued_at".into(),
+            Json::String("2026-04-28T09:00:01Z".into()),
+        ),
+        (
+            "lineages".into(),
+            Json::Array(vec![Json::Object(vec![
+                ("source_table".into(), Json::String("order".into())),
+                ("journal_epoch".into(), Json::String(epoch.into())),
+                ("confirmed_through".into(), Json::Integer(through)),
+            ])]),
+        ),
+    ];
+    if let Some(k) = key {
+        let sig = k.sign_object(&m, device);
+        m.push(("signature".into(), sig));
+    }
+    Json::Object(m).to_canonical_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_receipts_move_nothing_and_the_journal_is_not_pruned() {
+    init_logs();
+    let broker = machine_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let source = source_db(dir.path());
+    let device = unique_device("rcpt");
+    let key = ControlKey::ed25519_from_secret(&[9; 32]);
+    let wrong = ControlKey::ed25519_from_secret(&[10; 32]);
+    let mut cfg = run_config(dir.path(), &source, &device, &format!("mqtt://{broker}"));
+    cfg.engine.delivery = omega_agent::engine::Delivery::Receipts;
+    cfg.verification = Verification::Key(Box::new(key.verifier()));
+    let state = cfg.engine.state_db_path.clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(omega_agent::run::run(cfg, async move {
+        let _ = stop_rx.await;
+    }));
+    wait_for_triggers(&source, 12, &agent).await;
+    let app = app_conn(&source);
+    for i in 0..20 {
+        app.execute(r#"INSERT INTO "order" (id, item) VALUES (?1, 'x')"#, [i])
+            .unwrap();
+    }
+    let table = || {
+        StateDb::open_read_only(&state)
+            .ok()
+            .and_then(|s| s.table("order").ok().flatten())
+            .unwrap_or_default()
+    };
+    until("the broker acknowledged the changes", || {
+        table().published_seq >= 20
+    })
+    .await;
+    let published = table().published_seq;
+    let epoch = StateDb::open_read_only(&state)
+        .unwrap()
+        .meta("journal_epoch")
+        .unwrap()
+        .unwrap();
+
+    let mut o = MqttOptions::new(
+        format!("rcpt-test-{device}"),
+        broker.ip().to_string(),
+        broker.port(),
+    );
+    o.set_keep_alive(Duration::from_secs(5));
+    let (client, mut el) = AsyncClient::new(o, 16);
+    tokio::spawn(async move { while el.poll().await.is_ok() {} });
+    let topic = format!("omega/{device}/sync/ingest/receipt");
+    for forged in [
+        receipt(None, &device, &epoch, published),
+        receipt(Some(&wrong), &device, &epoch, published),
+        receipt(Some(&key), "another-device", &epoch, published),
+    ] {
+        client
+            .publish(topic.clone(), QoS::AtLeastOnce, false, forged)
+            .await
+            .unwrap();
+    }
+    // A genuine receipt for a lower point: had a forged one counted, the cursor (which only
+    // moves forward) would be past it.
+    client
+        .publish(
+            topic.clone(),
+            QoS::AtLeastOnce,
+            false,
+            receipt(Some(&key), &device, &epoch, 3),
+        )
+        .await
+        .unwrap();
+    until("the genuine receipt is applied", || {
+        table().confirmed_seq > 0
+    })
+    .await;
+    assert_eq!(
+        table().confirmed_seq,
+        3,
+        "only the genuine receipt moved the cursor"
+    );
+    let rejected = StateDb::open_read_only(&state)
+        .unwrap()
+        .counters()
+        .unwrap()
+        .into_iter()
+        .find(|(n, _)| n == "receipts_rejected")
+        .map(|(_, v)| v);
+    assert_eq!(rejected, Some(3));
+    let kept: i64 = app
+        .query_row(
+            "SELECT count(*) FROM __omega_journal WHERE seq > 3 AND tid <> 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        kept >= 17,
+        "entries above the confirmed point are kept ({kept})"
+    );
+    stop_tx.send(()).unwrap();
+    agent.await.unwrap().unwrap();
+}

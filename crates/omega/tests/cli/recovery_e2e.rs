@@ -523,3 +523,43 @@ fn three_broker_restarts_without_persistence_while_writing_lose_nothing() {
     agent.sigterm();
     cloud.sigterm();
 }
+
+/// Mosquitto's `max_queued_messages` drops what passes it, silently, while the cloud is away;
+/// the agent still holds every change (pruning waits for receipts) and re-sends what the cloud
+/// never confirmed once it is back.
+#[test]
+fn a_tiny_broker_queue_while_the_cloud_is_down_loses_nothing() {
+    let broker = omega_testkit::mosquitto::Mosquitto::start_with("max_queued_messages 3\n");
+    let db = PostgresDb::fresh();
+    let setup = Setup::with_config(
+        "tinyq",
+        Some(db.url()),
+        broker.addr(),
+        "  auto_approve: true\n",
+        "",
+    );
+    let cloud = setup.start_cloud();
+    let agent = setup.start_agent();
+    app_writes(&setup.source(), 0, 2);
+    setup.converge();
+    cloud.kill9();
+    // Many batches while the cloud is down: the broker acknowledges each, queues three.
+    for round in 2..12 {
+        app_writes(&setup.source(), round, 1);
+        std::thread::sleep(Duration::from_millis(120));
+    }
+    until_true("the broker acknowledged every change", CONVERGE, || {
+        setup.agent_status()["tables"]
+            .as_array()
+            .is_some_and(|ts| ts.iter().all(|t| t["pending_rows"].as_i64() == Some(0)))
+    });
+    let held = setup.agent_status()["buffered_bytes"].as_i64().unwrap_or(0);
+    assert!(
+        held > 0,
+        "unconfirmed changes are kept while the cloud is down"
+    );
+    let cloud = setup.start_cloud();
+    setup.converge();
+    agent.sigterm();
+    cloud.sigterm();
+}
