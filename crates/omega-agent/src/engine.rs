@@ -1083,7 +1083,7 @@ impl Engine {
         // Progress, every tenth of the parts (and the last), for whoever watches the log.
         if let Some((table, snap)) = self.snapshots.iter().find(|(_, s)| s.id == part.id) {
             let step = (snap.parts / 10).max(1);
-            if part.part % step == 0 || part.part == snap.parts {
+            if part.part.is_multiple_of(step) || part.part == snap.parts {
                 tracing::info!(
                     "snapshot of {table}: part {}/{} published ({}%)",
                     part.part,
