@@ -49,6 +49,34 @@ pub enum CloudCommand {
     /// control. When the snapshot completes, mirror rows the device no longer has are
     /// tombstoned.
     Resnapshot(ResumeArgs),
+    /// One lineage by id.
+    #[command(subcommand)]
+    Lineage(LineageCommand),
+}
+
+/// `omega cloud lineage …`.
+#[derive(Debug, Subcommand)]
+pub enum LineageCommand {
+    /// Clears a tripped circuit breaker (and an operator pause) of the lineage ID: resets its
+    /// failure count, replays what was staged and queues resume_lineage (what `omega cloud
+    /// resume` does, by lineage id).
+    Reset(LineageResetArgs),
+}
+
+/// Arguments of `omega cloud lineage reset`.
+#[derive(Debug, Args)]
+pub struct LineageResetArgs {
+    /// The lineage id (UUID, as `omega cloud lineages` shows it).
+    pub id: String,
+    /// The cloud configuration file (store.url and control.signing_key_path).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Store URL (overrides store.url).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// Print JSON (`{"lineage", "control_id"}`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `omega cloud pause`.
@@ -277,5 +305,6 @@ pub fn run(cmd: CloudCommand) -> anyhow::Result<ExitCode> {
         CloudCommand::Pause(args) => control::pause(&args),
         CloudCommand::Resume(args) => control::resume(&args),
         CloudCommand::Resnapshot(args) => control::resnapshot(&args),
+        CloudCommand::Lineage(LineageCommand::Reset(args)) => control::reset(&args),
     }
 }

@@ -256,7 +256,7 @@ fn readings_lineage(setup: &Setup) -> serde_json::Value {
 }
 
 #[test]
-fn five_rows_the_postgres_mirror_refuses_trip_the_circuit_breaker_and_resume_resets_it() {
+fn five_rows_the_postgres_mirror_refuses_trip_the_circuit_breaker_and_lineage_reset_clears_it() {
     let db = PostgresDb::fresh();
     let setup = Setup::new("breaker", Some(db.url()));
     let cloud = setup.start_cloud();
@@ -298,7 +298,23 @@ fn five_rows_the_postgres_mirror_refuses_trip_the_circuit_breaker_and_resume_res
         [],
     )
     .unwrap();
-    operator(&setup, "resume");
+    // `omega cloud lineage reset ID` (what `resume` does, by lineage id) clears the breaker.
+    let id = readings_lineage(&setup)["id"].as_str().unwrap().to_string();
+    let cloud_yaml = setup.path("cloud.yaml");
+    let out = omega(&[
+        "cloud",
+        "lineage",
+        "reset",
+        &id,
+        "--config",
+        cloud_yaml.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let want = crate::cloud_e2e::source_rows(&setup.source());
     until_true("the mirror converged after resume", CONVERGE, || {
         setup.mirror_rows() == want

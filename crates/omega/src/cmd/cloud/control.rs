@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::store::{self, Opened};
 use super::table::emit_json;
-use super::{PauseArgs, ResumeArgs, StoreArgs};
+use super::{LineageResetArgs, PauseArgs, ResumeArgs, StoreArgs};
 use crate::exit::UsageError;
 
 /// `omega cloud pause`.
@@ -38,6 +38,36 @@ pub fn resume(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
         })
         .map_err(control_error)?;
     report("resumed", &out, args.json)
+}
+
+/// `omega cloud lineage reset ID`.
+pub fn reset(args: &LineageResetArgs) -> anyhow::Result<ExitCode> {
+    let id = uuid::Uuid::parse_str(&args.id)
+        .map_err(|_| UsageError(format!("`{}` is not a lineage id (a UUID)", args.id)))?;
+    let (key, opened) = open(&args.config, args.store.as_deref())?;
+    let Opened { store, rt, .. } = opened;
+    let out = rt
+        .block_on(async {
+            let all = with_store!(&store, s => {
+                omega_cloud::lineage::ops::list(s, &Default::default()).await
+            })
+            .map_err(controls::ControlError::from)?;
+            let Some(l) = all.into_iter().find(|l| l.id == id) else {
+                return Ok(None);
+            };
+            with_store!(&store, s => {
+                controls::operator_resume(s, &key, &l.device_id, &l.source_table).await
+            })
+            .map(Some)
+        })
+        .map_err(control_error)?;
+    match out {
+        Some(out) => report("reset", &out, args.json),
+        None => {
+            eprintln!("error: no lineage {id}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 /// `omega cloud resnapshot`.
