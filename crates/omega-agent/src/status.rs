@@ -138,10 +138,13 @@ pub fn collect(
         };
         let pending = counts(t.published_seq.max(t.snapshot_floor)).map(|(n, _)| n);
         let buffered = counts(t.confirmed_seq.max(t.snapshot_floor));
-        total = match (total, buffered) {
-            (Some(a), Some((_, b))) => Some(a + b),
-            _ => None,
-        };
+        // Telemetry tables hold nothing (their rows stay in the table, §12.10).
+        if t.strategy == "rows" {
+            total = match (total, buffered) {
+                (Some(a), Some((_, b))) => Some(a + b),
+                _ => None,
+            };
+        }
         let since = state.unconfirmed_since(&t.name)?;
         let age = since
             .as_deref()

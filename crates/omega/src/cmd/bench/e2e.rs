@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use omega_agent::config::{Strategy, TableStrategies, TableStrategy, Telemetry, TsUnit};
+use omega_agent::engine::Delivery;
 
 use super::report::{self, Machine, Table};
 use crate::cmd::demo::stack::{self, Paths};
@@ -62,6 +63,10 @@ struct Figures {
     pause_to_stop: Duration,
     /// Rows held while paused, drained after resume, rows/s.
     drain: f64,
+    /// Bytes the device holds per change while it cannot publish (journal entries).
+    held_bytes_per_change: f64,
+    /// The live flow again with `delivery: puback` (prune on PUBACK, no receipts), rows/s.
+    live_puback: f64,
 }
 
 /// Runs the bench and returns its Markdown section.
@@ -127,6 +132,26 @@ pub fn run(args: &super::E2eArgs) -> anyhow::Result<String> {
             report::dur(f.pause_to_stop),
             report::count(f.drain),
             report::ratio(f.drain / f.bare),
+        ]);
+    }
+    out.push_str(&t.render());
+    out.push_str(
+        "\nWhat end-to-end receipts cost (`receipts.md`): the live flow by a second device with `delivery: puback` (the journal is pruned on the broker's PUBACK, nothing waits for the cloud), against the same flow with `receipts` above; and what the device holds per change while it cannot publish (paused here; the same when the cloud or the broker is down): journal entries of 32 bytes + the key, as `omega agent status` counts them.\n\n",
+    );
+    let mut t = Table::new(&[
+        "store",
+        "live rows, receipts",
+        "live rows, puback",
+        "receipts ÷ puback",
+        "bytes held per change",
+    ]);
+    for f in &all {
+        t.row(vec![
+            f.store.to_string(),
+            report::count(f.live),
+            report::count(f.live_puback),
+            report::ratio(f.live / f.live_puback),
+            format!("{:.1}", f.held_bytes_per_change),
         ]);
     }
     out.push_str(&t.render());
@@ -301,7 +326,15 @@ async fn measure(dir: &Path, store: &Store, n: usize) -> anyhow::Result<Figures>
     }])
     .map_err(anyhow::Error::msg)?;
     let t0 = Instant::now();
-    let agent = stack::start_agent_with(&paths, &device, &url, verifier, None, strategies)?;
+    let agent = stack::start_agent_with(
+        &paths,
+        &device,
+        &url,
+        verifier.clone(),
+        None,
+        strategies,
+        Delivery::Receipts,
+    )?;
     let counter = Counter::open(store, &paths).await?;
     let alive = || !agent.is_finished() && !cloud.is_finished();
     let want = i64::try_from(n)?;
@@ -358,6 +391,10 @@ async fn measure(dir: &Path, store: &Store, n: usize) -> anyhow::Result<Figures>
     };
     let source = paths.source.clone();
     tokio::task::spawn_blocking(move || insert_readings(&source, 2 << 40, n, 100)).await??;
+    let held = omega_agent::status::collect(&paths.state, &paths.source, 0)
+        .context("reading the agent's status")?
+        .buffered_bytes
+        .unwrap_or(0);
     let t4 = Instant::now();
     omega_cloud::with_store!(&cloud.store, s => {
         omega_cloud::controls::operator_resume(s, &key, &device, "readings").await
@@ -374,6 +411,40 @@ async fn measure(dir: &Path, store: &Store, n: usize) -> anyhow::Result<Figures>
     .await?;
 
     agent.stop().await?;
+
+    // The live flow once more, by a second device with `delivery: puback`.
+    let puback_dir = dir.join("puback");
+    std::fs::create_dir_all(&puback_dir)?;
+    let mut p2 = Paths::new(&puback_dir, false);
+    p2.store = paths.store.clone();
+    rusqlite::Connection::open(&p2.source)?.execute_batch(SCHEMA)?;
+    let device2 = format!("{device}-puback");
+    let agent2 = stack::start_agent_with(
+        &p2,
+        &device2,
+        &url,
+        verifier,
+        None,
+        TableStrategies::default(),
+        Delivery::Puback,
+    )?;
+    stack::wait_enrolled(&agent2, &p2.source, &["readings"]).await?;
+    let source = p2.source.clone();
+    let t5 = Instant::now();
+    let writer = tokio::task::spawn_blocking(move || insert_readings(&source, 0, n, 100));
+    let alive2 = || !agent2.is_finished() && !cloud.is_finished();
+    let live_puback = wait_for(
+        &counter,
+        "edge_mirror_readings",
+        &device2,
+        true,
+        want,
+        t5,
+        alive2,
+    )
+    .await?;
+    writer.await??;
+    agent2.stop().await?;
     cloud.stop().await?;
     drop(broker);
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
@@ -385,6 +456,8 @@ async fn measure(dir: &Path, store: &Store, n: usize) -> anyhow::Result<Figures>
         telemetry: rate(telemetry),
         pause_to_stop,
         drain: rate(drain),
+        held_bytes_per_change: held as f64 / n as f64,
+        live_puback: rate(live_puback),
     })
 }
 

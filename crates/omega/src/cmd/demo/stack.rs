@@ -275,10 +275,12 @@ pub fn start_agent(
         verifier,
         log,
         TableStrategies::default(),
+        Delivery::Receipts,
     )
 }
 
-/// [`start_agent`] with table strategies (`omega bench e2e` reads a telemetry table).
+/// [`start_agent`] with table strategies and a delivery rule (`omega bench e2e` reads a
+/// telemetry table and compares `receipts` with `puback`).
 pub fn start_agent_with(
     paths: &Paths,
     device: &str,
@@ -286,6 +288,7 @@ pub fn start_agent_with(
     verifier: ControlVerifier,
     log: Option<tracing::Dispatch>,
     strategies: TableStrategies,
+    delivery: Delivery,
 ) -> anyhow::Result<Agent> {
     let cfg = RunConfig {
         engine: EngineConfig {
@@ -296,7 +299,7 @@ pub fn start_agent_with(
             strategies,
             // The cloud sends signed receipts: the journal is pruned only once the cloud has
             // stored the changes, not on the broker's PUBACK.
-            delivery: Delivery::Receipts,
+            delivery,
             snapshot_on_first_run: true,
             local_retention_bytes: 256 << 20,
         },
