@@ -43,6 +43,7 @@ pub enum BenchCommand {
 }
 
 /// Arguments of `omega bench e2e`.
+#[cfg(all(feature = "cloud", feature = "broker"))]
 #[derive(Debug, Args)]
 pub struct E2eArgs {
     /// Rows per flow.
