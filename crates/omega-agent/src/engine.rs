@@ -125,6 +125,9 @@ struct TsTracked {
     /// The next read position (`None`: from the first row).
     cursor: Option<Cursor>,
     next_batch_seq: i64,
+    /// `batch_seq` of the last batch built (or of the confirmed point after a re-send
+    /// decision): the next batch's `prev_batch_seq`.
+    chain: i64,
     schema_sent: bool,
     paused: bool,
     /// The end cursor of every batch built and not yet confirmed, by `batch_seq`.
@@ -620,6 +623,7 @@ impl Engine {
                         queries,
                         cursor,
                         next_batch_seq: st.next_batch_seq.unwrap_or(1),
+                        chain: st.ts_confirmed_seq,
                         schema_sent: false,
                         paused: st.paused,
                         ends: BTreeMap::new(),
@@ -635,6 +639,8 @@ impl Engine {
         if let Some(t) = self.telemetry.get_mut(name) {
             t.cursor = None;
             t.ends.clear();
+            // The whole table again: its chain starts over from the confirmed point.
+            t.chain = self.state.table(name)?.map_or(0, |st| st.ts_confirmed_seq);
             self.state
                 .set_ts_state(name, Some(None), Some(None), None)?;
             tracing::info!(table = %name, "telemetry table sent again from its first row");
@@ -675,6 +681,7 @@ impl Engine {
                 t.plan.ts_unit,
                 &rows,
                 !t.schema_sent,
+                t.chain,
                 || {
                     seq += 1;
                     seq - 1
@@ -707,6 +714,7 @@ impl Engine {
             let next = last.batch.batch_seq + 1;
             self.state.set_ts_state(name, None, None, Some(next))?;
             t.next_batch_seq = next;
+            t.chain = last.batch.batch_seq;
             t.cursor = cursor;
             t.schema_sent = true;
             *budget -= built.len();
@@ -747,13 +755,14 @@ impl Engine {
         let Some(t) = self.telemetry.get_mut(name) else {
             return Ok(());
         };
-        let Some((_, end)) = t.ends.range(..=batch_seq).next_back() else {
+        let Some((&seq, end)) = t.ends.range(..=batch_seq).next_back() else {
             return Ok(());
         };
         let at = end.encode();
         if confirm {
             self.state
                 .set_ts_state(name, None, Some(Some(at.as_str())), None)?;
+            self.state.set_ts_confirmed_seq(name, seq)?;
             t.ends = t.ends.split_off(&(batch_seq + 1));
         } else {
             self.state
@@ -1292,6 +1301,7 @@ impl Engine {
         for (name, t) in self.telemetry.iter_mut() {
             let st = self.state.table(name)?.unwrap_or_default();
             t.cursor = st.ts_confirmed.as_deref().and_then(Cursor::decode);
+            t.chain = st.ts_confirmed_seq;
             t.ends.clear();
             t.schema_sent = false;
         }
@@ -1315,6 +1325,7 @@ impl Engine {
         for (name, t) in self.telemetry.iter_mut() {
             let st = self.state.table(name)?.unwrap_or_default();
             t.cursor = st.ts_cursor.as_deref().and_then(Cursor::decode);
+            t.chain = st.ts_confirmed_seq;
             t.ends.clear();
         }
         Ok(())

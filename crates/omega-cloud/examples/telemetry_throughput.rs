@@ -73,6 +73,7 @@ fn batches(n: usize, per: usize) -> Vec<TelemetryBatch> {
             TelemetryBatch {
                 batch_id: Uuid::now_v7().to_string(),
                 batch_seq: b as i64 + 1,
+                prev_batch_seq: None,
                 source_table: "samples".into(),
                 schema_hash: hash.clone(),
                 schema_columns: Some(cols.clone()),

@@ -160,6 +160,10 @@ pub struct Lineage {
     pub last_batch_seq: Option<i64>,
     /// Every change of the current epoch up to here is durably stored (`receipts.md` §3).
     pub confirmed_through: i64,
+    /// Telemetry: every batch of the `prev_batch_seq` chain up to this `batch_seq` is stored
+    /// (`receipts.md` §3.5); 0 until a chained batch arrives, -1 while a chained lineage's
+    /// first batch is missing.
+    pub batch_seq_through: i64,
     /// Hash of the newest batch.
     pub schema_hash: Option<String>,
     /// Staged row changes and samples.
@@ -205,6 +209,7 @@ impl Lineage {
             last_commit_seq: None,
             last_batch_seq: None,
             confirmed_through: 0,
+            batch_seq_through: 0,
             schema_hash: None,
             staged_rows: 0,
             staged_bytes: 0,

@@ -14,7 +14,7 @@ use omega_protocol::validate::RejectionCode;
 use uuid::Uuid;
 
 use crate::apply::{ApplyError, ApplyOutcome, ApplyReport, classify};
-use crate::dedupe::{BatchKind, LedgerEntry, LedgerStatus};
+use crate::dedupe::{BatchKind, LedgerEntry, LedgerStatus, chain_step};
 use crate::lineage::{Lineage, PauseCause};
 use crate::naming;
 use crate::policy::{Policy, Scope};
@@ -75,7 +75,8 @@ async fn apply_in<T: StoreTx>(
         journal_epoch: None,
         first_commit_seq: None,
         last_commit_seq: None,
-        prev_commit_seq: None,
+        // Telemetry entries keep `prev_batch_seq` here: the chain of `receipts.md` §3.5.
+        prev_commit_seq: batch.prev_batch_seq,
         batch_seq: Some(batch.batch_seq),
         row_count: i64::try_from(batch.rows.len()).unwrap_or(i64::MAX),
         deliveries: 1,
@@ -225,6 +226,25 @@ async fn apply_in<T: StoreTx>(
         }
     }
 
+    // receipts.md §3.5: the point moves along the `prev_batch_seq` chain, absorbing batches
+    // already stored that chain from it; a batch past a gap waits in the ledger.
+    // -1 marks a chained lineage whose chain has not started (its first batch is missing), so
+    // that receipts never fall back to the highest accepted number for it.
+    if let Some(prev) = batch.prev_batch_seq {
+        match chain_step(lineage.batch_seq_through.max(0), prev, batch.batch_seq) {
+            Some(moved) => {
+                lineage.batch_seq_through = moved;
+                while let Some(next) = tx
+                    .ledger_ts_chain_next(device, table, lineage.batch_seq_through)
+                    .await?
+                {
+                    lineage.batch_seq_through = next;
+                }
+            }
+            None if lineage.batch_seq_through == 0 => lineage.batch_seq_through = -1,
+            None => {}
+        }
+    }
     tx.ledger_insert(&ledger).await?;
     tx.lineage_save(&lineage).await?;
     Ok(ApplyOutcome::Applied(report))

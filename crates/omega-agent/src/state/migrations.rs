@@ -94,10 +94,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "the confirmed cursor of telemetry tables (receipts.md §5)",
         sql: "ALTER TABLE tables ADD COLUMN ts_confirmed TEXT;",
     },
+    Migration {
+        version: 5,
+        name: "the batch_seq of the telemetry confirmed cursor (the chain's start on re-send)",
+        sql: "ALTER TABLE tables ADD COLUMN ts_confirmed_seq INTEGER NOT NULL DEFAULT 0;",
+    },
 ];
 
 /// The format version this agent writes.
-pub const CURRENT: i64 = 4;
+pub const CURRENT: i64 = 5;
 
 /// Applies every missing step, each in its own transaction with its `user_version` bump.
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StateError> {

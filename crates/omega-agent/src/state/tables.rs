@@ -49,11 +49,14 @@ pub struct TableState {
     pub ts_confirmed: Option<String>,
     /// Telemetry: the next `batch_seq`.
     pub next_batch_seq: Option<i64>,
+    /// Telemetry: the `batch_seq` whose end the confirmed cursor is (0: none); a re-send
+    /// chains from it (`prev_batch_seq`).
+    pub ts_confirmed_seq: i64,
 }
 
 const COLUMNS: &str = "name, tid, strategy, schema_hash, published_seq, confirmed_seq, chain_seq, \
     confirmed_at, paused, server_watermark, pause_reason, paused_epoch, needs_resnapshot, blocked, \
-    snapshot_due, snapshot_floor, ts_cursor, ts_confirmed, next_batch_seq";
+    snapshot_due, snapshot_floor, ts_cursor, ts_confirmed, next_batch_seq, ts_confirmed_seq";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TableState> {
     Ok(TableState {
@@ -76,6 +79,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TableState> {
         ts_cursor: r.get(16)?,
         ts_confirmed: r.get(17)?,
         next_batch_seq: r.get(18)?,
+        ts_confirmed_seq: r.get(19)?,
     })
 }
 
@@ -108,7 +112,7 @@ impl StateDb {
             .execute(
                 &format!(
                     "INSERT OR REPLACE INTO tables ({COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
                 ),
                 rusqlite::params![
                     t.name,
@@ -130,6 +134,7 @@ impl StateDb {
                     t.ts_cursor,
                     t.ts_confirmed,
                     t.next_batch_seq,
+                    t.ts_confirmed_seq,
                 ],
             )
             .map(|_| ())
@@ -195,6 +200,17 @@ impl StateDb {
             .execute(
                 "UPDATE tables SET snapshot_due = ?2 WHERE name = ?1",
                 rusqlite::params![name, reason],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records the `batch_seq` the telemetry confirmed cursor belongs to.
+    pub fn set_ts_confirmed_seq(&self, name: &str, seq: i64) -> Result<(), StateError> {
+        self.conn()
+            .execute(
+                "UPDATE tables SET ts_confirmed_seq = ?2 WHERE name = ?1",
+                rusqlite::params![name, seq],
             )
             .map(|_| ())
             .map_err(|e| self.err(e))

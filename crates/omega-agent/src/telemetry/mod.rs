@@ -266,7 +266,8 @@ pub struct TsStats {
 }
 
 /// Builds batches from `rows` (in cursor order). `next_seq` gives each batch its
-/// `batch_seq`, `new_id` its id; the first carries `schema_columns` when `send_schema`.
+/// `batch_seq`, `new_id` its id; the first carries `schema_columns` when `send_schema` and
+/// chains from `prev` (`prev_batch_seq`), each next one from the one before.
 /// Returns the batches and the cursor after every row looked at (skipped ones included).
 #[allow(clippy::too_many_arguments)]
 pub fn build(
@@ -275,6 +276,7 @@ pub fn build(
     unit: TsUnit,
     rows: &[TsRow],
     send_schema: bool,
+    prev: i64,
     mut next_seq: impl FnMut() -> i64,
     mut new_id: impl FnMut() -> String,
     stats: &mut TsStats,
@@ -286,17 +288,20 @@ pub fn build(
     let mut overhead =
         telemetry_batch_overhead_bound(&spec.name, schema_due.then_some(&spec.schema));
     let mut last_cursor: Option<Cursor> = None;
-    let flush = |samples: &mut Vec<TelemetrySample>,
-                 schema_due: &mut bool,
-                 end: &Cursor,
-                 out: &mut Vec<BuiltTs>,
-                 next_seq: &mut dyn FnMut() -> i64,
-                 new_id: &mut dyn FnMut() -> String| {
+    let mut prev = prev;
+    let mut flush = |samples: &mut Vec<TelemetrySample>,
+                     schema_due: &mut bool,
+                     end: &Cursor,
+                     out: &mut Vec<BuiltTs>,
+                     next_seq: &mut dyn FnMut() -> i64,
+                     new_id: &mut dyn FnMut() -> String| {
         let rows = std::mem::take(samples);
         let (lo, hi) = TelemetryBatch::cursor_bounds(&rows).expect("a batch has samples");
+        let batch_seq = next_seq();
         let batch = TelemetryBatch {
             batch_id: new_id(),
-            batch_seq: next_seq(),
+            batch_seq,
+            prev_batch_seq: Some(prev),
             source_table: spec.name.clone(),
             schema_hash: spec.schema_hash.clone(),
             schema_columns: schema_due.then(|| spec.schema.clone()),
@@ -305,6 +310,7 @@ pub fn build(
             rows,
         };
         *schema_due = false;
+        prev = batch_seq;
         let payload = batch.to_json_bytes();
         out.push(BuiltTs {
             batch,
@@ -484,6 +490,7 @@ mod tests {
             TsUnit::Seconds,
             &rows,
             true,
+            7,
             || {
                 seq += 1;
                 seq
@@ -503,6 +510,7 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(b.batch_seq, 42);
+        assert_eq!(b.prev_batch_seq, Some(7), "chained from the given point");
         assert_eq!(b.rows.len(), 2);
         assert!(b.schema_columns.is_some());
         assert_eq!(

@@ -114,6 +114,20 @@ fn samples_with_equal_timestamps_arrive_once_each_across_a_crash_with_batch_seq_
     }
     let mut engine = Engine::open(cfg).unwrap();
     let after = drain(&mut engine);
+    // The chain (`prev_batch_seq`): each batch names the one before; after the restart the
+    // first chains from the last acknowledged one, skipping the numbers the crash took.
+    assert_eq!(batches[0].prev_batch_seq, Some(0));
+    for w in batches.windows(2).chain(after.windows(2)) {
+        assert_eq!(w[1].prev_batch_seq, Some(w[0].batch_seq));
+    }
+    assert_eq!(
+        after[0].prev_batch_seq,
+        Some(batches.last().unwrap().batch_seq)
+    );
+    assert!(
+        after[0].batch_seq > batches.last().unwrap().batch_seq + 1,
+        "a gap: numbers were taken before the crash"
+    );
     let seqs: Vec<i64> = batches.iter().chain(&after).map(|b| b.batch_seq).collect();
     assert!(
         seqs.windows(2).all(|w| w[0] < w[1]),

@@ -17,10 +17,10 @@ pub const MAX_RECEIPT_BYTES: usize = omega_protocol::limits::MAX_PAYLOAD_BYTES;
 ///
 /// - a rows entry `{source_table, journal_epoch, confirmed_through}` when the lineage carries
 ///   rows and its point in the current epoch is above 0 (`receipts.md` §3.1–§3.4);
-/// - a telemetry entry `{source_table, batch_seq_through}` when it carries telemetry, with the
-///   highest `batch_seq` accepted. Telemetry batches are not chained (`batch_seq` may have
-///   gaps, `protocol.md` §8.2, and a rebuilt batch takes a new number, `agent.md` §12.6), so the
-///   cloud cannot tell a lost batch from a skipped number; see `docs/cloud.md`.
+/// - a telemetry entry `{source_table, batch_seq_through}` when it carries telemetry: the
+///   point of the `prev_batch_seq` chain (**[Omega]**; `batch_seq` alone may have gaps, so the
+///   chain is what tells a lost batch from a skipped number), or, for a device that sends no
+///   `prev_batch_seq`, the highest `batch_seq` accepted; see `docs/cloud.md`.
 pub fn lineage_entries<'a>(
     lineages: impl IntoIterator<Item = &'a Lineage>,
     tables: &BTreeSet<String>,
@@ -40,12 +40,18 @@ pub fn lineage_entries<'a>(
                 confirmed_through: l.confirmed_through,
             });
         }
+        // The chained point once the device sends `prev_batch_seq`; the highest accepted
+        // number for an agent that does not (it cannot tell a gap from a loss).
         if l.kinds.telemetry
             && let Some(seq) = l.last_batch_seq
         {
             out.push(ReceiptLineage::Telemetry {
                 source_table: l.source_table.clone(),
-                batch_seq_through: seq,
+                batch_seq_through: if l.batch_seq_through != 0 {
+                    l.batch_seq_through.max(0)
+                } else {
+                    seq
+                },
             });
         }
     }

@@ -236,6 +236,15 @@ pub trait StoreTx: Send {
         confirmed: i64,
     ) -> impl Future<Output = StoreResult<Option<i64>>> + Send;
 
+    /// The greatest `batch_seq` of a ledgered telemetry batch of (device, table) chained at or
+    /// below `through` (`prev_batch_seq` ≤ `through` < `batch_seq`), `receipts.md` §3.5.
+    fn ledger_ts_chain_next(
+        &mut self,
+        device: &str,
+        table: &str,
+        through: i64,
+    ) -> impl Future<Output = StoreResult<Option<i64>>> + Send;
+
     /// Whether a telemetry batch of (device, table) other than `batch_id` holds `batch_seq`
     /// (`duplicate_batch_seq`, `protocol.md` §14).
     fn ledger_batch_seq_taken(

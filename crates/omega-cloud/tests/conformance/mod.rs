@@ -65,11 +65,13 @@ conformance!(
     staged_samples_are_replayed_on_approval,
     misfit_samples_are_quarantined_and_the_rest_written,
     telemetry_table_is_plain_without_timescaledb,
+    telemetry_point_follows_the_prev_batch_seq_chain,
 );
 
 pub(crate) mod telemetry;
 use telemetry::{
     misfit_samples_are_quarantined_and_the_rest_written, staged_samples_are_replayed_on_approval,
+    telemetry_point_follows_the_prev_batch_seq_chain,
     telemetry_samples_materialize_once_across_redeliveries_and_resends,
     telemetry_table_is_plain_without_timescaledb,
 };
@@ -890,6 +892,7 @@ async fn telemetry_batches_are_checked_for_batch_seq<S: Store>(s: S) {
     let tb = |seq: i64, ids: &[i64]| TelemetryBatch {
         batch_id: Uuid::now_v7().to_string(),
         batch_seq: seq,
+        prev_batch_seq: None,
         source_table: "temps".into(),
         schema_hash: schema_hash(&cols),
         schema_columns: Some(cols.clone()),

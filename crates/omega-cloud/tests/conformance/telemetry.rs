@@ -83,6 +83,7 @@ pub(crate) fn telemetry_batch(cols: &SchemaColumns, seq: i64, ids: &[i64]) -> Te
     TelemetryBatch {
         batch_id: Uuid::now_v7().to_string(),
         batch_seq: seq,
+        prev_batch_seq: None,
         source_table: "temps".into(),
         schema_hash: schema_hash(cols),
         schema_columns: Some(cols.clone()),
@@ -338,4 +339,44 @@ async fn postgres_telemetry_table_is_a_hypertable_only_with_timescaledb() {
         .unwrap()
         .get(0);
     assert_eq!(n, 2);
+}
+
+/// `receipts.md` §3.5 with the `prev_batch_seq` chain: a batch past a gap (a lost one) waits;
+/// the point moves only when the gap closes, then absorbs it; a number skipped by the device
+/// (chained over) is no gap; receipts name the chained point, not the highest accepted one.
+pub(super) async fn telemetry_point_follows_the_prev_batch_seq_chain<S: Store>(s: S) {
+    let p = auto();
+    let cols = temps();
+    let chained = |seq: i64, prev: i64, ids: &[i64]| {
+        let mut b = telemetry_batch(&cols, seq, ids);
+        b.prev_batch_seq = Some(prev);
+        b
+    };
+    apply_t(&s, &p, &chained(10, 0, &[1])).await;
+    assert_eq!(lineage(&s, "d1", "temps").await.batch_seq_through, 10);
+    // 11 is lost on the way; 12 (chained from 11) arrives and waits.
+    apply_t(&s, &p, &chained(12, 11, &[3])).await;
+    let l = lineage(&s, "d1", "temps").await;
+    assert_eq!((l.batch_seq_through, l.last_batch_seq), (10, Some(12)));
+    // The re-sent 11 closes the gap: the point absorbs 12.
+    apply_t(&s, &p, &chained(11, 10, &[2])).await;
+    assert_eq!(lineage(&s, "d1", "temps").await.batch_seq_through, 12);
+    // 13–19 were taken by a crash and never sent: 20 chains over them from 12.
+    apply_t(&s, &p, &chained(20, 12, &[4])).await;
+    assert_eq!(lineage(&s, "d1", "temps").await.batch_seq_through, 20);
+    // A lineage whose first chained batch is missing confirms nothing yet.
+    let mut late = chained(31, 30, &[5]);
+    late.source_table = "temps2".into();
+    late.schema_columns = None;
+    apply_t(&s, &p, &late).await;
+    let l = lineage(&s, "d1", "temps2").await;
+    assert_eq!(l.batch_seq_through, -1);
+    let entries = omega_cloud::receipts::lineage_entries(&[l], &["temps2".to_string()].into());
+    assert_eq!(
+        entries,
+        vec![omega_protocol::message::ReceiptLineage::Telemetry {
+            source_table: "temps2".into(),
+            batch_seq_through: 0
+        }]
+    );
 }

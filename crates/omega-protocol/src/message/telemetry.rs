@@ -31,6 +31,11 @@ pub struct TelemetryBatch {
     pub batch_id: String,
     /// Strictly increasing per (device, table), never reused.
     pub batch_seq: i64,
+    /// **[Omega]** The `batch_seq` of the batch the agent built before this one for the table
+    /// (0 for its first, or the confirmed point it re-sends from): a chain like rows'
+    /// `prev_commit_seq`, so the cloud can tell a lost batch from a number skipped by a crash
+    /// (`receipts.md` §3.5). Optional; absent in batches of older agents.
+    pub prev_batch_seq: Option<i64>,
     /// Source table name.
     pub source_table: String,
     /// Hash of the whole table's schema.
@@ -69,6 +74,7 @@ impl TelemetryBatch {
         w.str("capture_strategy", TELEMETRY_BATCH_CAPTURE_STRATEGY);
         w.str("batch_id", &self.batch_id);
         w.int("batch_seq", self.batch_seq);
+        w.opt_int("prev_batch_seq", self.prev_batch_seq);
         w.str("source_table", &self.source_table);
         w.str("schema_hash", &self.schema_hash);
         if let Some(cols) = &self.schema_columns {
@@ -118,6 +124,7 @@ pub fn telemetry_batch_overhead_bound(
     let widest = TelemetryBatch {
         batch_id: "0".repeat(36),
         batch_seq: i64::MIN,
+        prev_batch_seq: Some(i64::MIN),
         source_table: source_table.to_owned(),
         schema_hash: "0".repeat(64),
         schema_columns: schema_columns.cloned(),
@@ -155,6 +162,7 @@ mod tests {
         TelemetryBatch {
             batch_id: "019dd351-1e50-7b03-8a11-0c9d8e7f6a5b".into(),
             batch_seq: 1_777_366_800_042,
+            prev_batch_seq: None,
             source_table: "temps".into(),
             schema_hash: "3591a22734304fa2d93aa1103dda6ca5670040e0627f591da004adc778866142".into(),
             schema_columns: None,

@@ -33,6 +33,7 @@ pub(super) fn validate(ctx: Ctx<'_>, obj: &Members) -> Result<TelemetryBatch, Re
     }
     let batch_id = ctx.str(obj, &at, "batch_id")?;
     let batch_seq = ctx.int(obj, &at, "batch_seq", 1)?;
+    let prev_batch_seq = ctx.opt_int(obj, &at, "prev_batch_seq", 0)?;
     let source_table = ctx.name(obj, &at, "source_table")?;
     let schema_hash = ctx.hash(obj, &at, "schema_hash")?;
     let schema_columns = ctx.schema_columns(obj)?;
@@ -128,9 +129,19 @@ pub(super) fn validate(ctx: Ctx<'_>, obj: &Members) -> Result<TelemetryBatch, Re
         check_schema_columns(cols, source_table, schema_hash)?;
     }
 
+    if let Some(p) = prev_batch_seq
+        && p >= batch_seq
+    {
+        return Err(Rejection::new(
+            RejectionCode::SeqRangeMismatch,
+            format!("prev_batch_seq {p} is not below batch_seq {batch_seq}"),
+        ));
+    }
+
     Ok(TelemetryBatch {
         batch_id: batch_id.to_ascii_lowercase(),
         batch_seq,
+        prev_batch_seq,
         source_table: source_table.to_owned(),
         schema_hash: schema_hash.to_owned(),
         schema_columns,

@@ -41,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_staged_order_index.sql"),
     include_str!("migrations/0003_ts_tables.sql"),
+    include_str!("migrations/0004_ts_chain.sql"),
 ];
 
 /// Advisory lock key for migrations ("omega" in ASCII).
@@ -222,6 +223,15 @@ impl StoreTx for PgTx {
         confirmed: i64,
     ) -> StoreResult<Option<i64>> {
         queries::ledger_chain_next(self.c(), device, table, epoch, confirmed).await
+    }
+
+    async fn ledger_ts_chain_next(
+        &mut self,
+        device: &str,
+        table: &str,
+        through: i64,
+    ) -> StoreResult<Option<i64>> {
+        queries::ledger_ts_chain_next(self.c(), device, table, through).await
     }
 
     async fn ledger_batch_seq_taken(

@@ -130,6 +130,23 @@ pub(super) async fn ledger_insert(c: &Object, e: &LedgerEntry) -> StoreResult<()
     Ok(())
 }
 
+pub(super) async fn ledger_ts_chain_next(
+    c: &Object,
+    device: &str,
+    table: &str,
+    through: i64,
+) -> StoreResult<Option<i64>> {
+    let r = query_opt(
+        c,
+        "SELECT max(batch_seq) FROM omega_batches
+         WHERE device_id = $1 AND source_table = $2 AND kind = 'telemetry'
+           AND prev_commit_seq <= $3 AND batch_seq > $3",
+        &[&device, &table, &through],
+    )
+    .await?;
+    Ok(r.and_then(|r| r.get(0)))
+}
+
 pub(super) async fn ledger_chain_next(
     c: &Object,
     device: &str,
@@ -182,7 +199,7 @@ pub(super) async fn device_touch(c: &Object, device: &str, now: OffsetDateTime) 
 const LINEAGE_COLS: &str = "id, device_id, source_table, kinds::text, pause_causes::text,
     device_paused, journal_epoch, last_commit_seq, last_batch_seq, confirmed_through,
     schema_hash, staged_rows, staged_bytes, consecutive_failures, mirror_table, ts_table,
-    created_at, updated_at, last_batch_at";
+    created_at, updated_at, last_batch_at, batch_seq_through";
 
 fn lineage_from(r: &Row) -> StoreResult<Lineage> {
     Ok(Lineage {
@@ -205,6 +222,7 @@ fn lineage_from(r: &Row) -> StoreResult<Lineage> {
         created_at: r.get(16),
         updated_at: r.get(17),
         last_batch_at: r.get(18),
+        batch_seq_through: r.get(19),
     })
 }
 
@@ -252,7 +270,7 @@ pub(super) async fn lineage_save(c: &Object, l: &Lineage) -> StoreResult<()> {
              last_commit_seq = $7, last_batch_seq = $8, confirmed_through = $9,
              schema_hash = $10, staged_rows = $11, staged_bytes = $12,
              consecutive_failures = $13, mirror_table = $14, ts_table = $15, updated_at = $16,
-             last_batch_at = $17
+             last_batch_at = $17, batch_seq_through = $18
          WHERE id = $1",
         &[
             &l.id,
@@ -272,6 +290,7 @@ pub(super) async fn lineage_save(c: &Object, l: &Lineage) -> StoreResult<()> {
             &l.ts_table,
             &l.updated_at,
             &l.last_batch_at,
+            &l.batch_seq_through,
         ],
     )
     .await?;

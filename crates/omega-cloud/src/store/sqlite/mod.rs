@@ -41,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_staged_order_index.sql"),
     include_str!("migrations/0003_ts_tables.sql"),
+    include_str!("migrations/0004_ts_chain.sql"),
 ];
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -242,6 +243,18 @@ impl StoreTx for SqliteTx {
         let (device, table) = (device.to_string(), table.to_string());
         on_thread!(self, |c| queries::ledger_chain_next(
             c, &device, &table, epoch, confirmed
+        ))
+    }
+
+    fn ledger_ts_chain_next(
+        &mut self,
+        device: &str,
+        table: &str,
+        through: i64,
+    ) -> impl Future<Output = StoreResult<Option<i64>>> + Send {
+        let (device, table) = (device.to_string(), table.to_string());
+        on_thread!(self, |c| queries::ledger_ts_chain_next(
+            c, &device, &table, through
         ))
     }
 

@@ -113,6 +113,20 @@ pub(super) fn ledger_insert(c: &Connection, e: &LedgerEntry) -> StoreResult<()> 
     Ok(())
 }
 
+pub(super) fn ledger_ts_chain_next(
+    c: &Connection,
+    device: &str,
+    table: &str,
+    through: i64,
+) -> StoreResult<Option<i64>> {
+    Ok(c.prepare_cached(
+        "SELECT max(batch_seq) FROM omega_batches
+         WHERE device_id = ?1 AND source_table = ?2 AND kind = 'telemetry'
+           AND prev_commit_seq <= ?3 AND batch_seq > ?3",
+    )?
+    .query_row(params![device, table, through], |r| r.get(0))?)
+}
+
 pub(super) fn ledger_chain_next(
     c: &Connection,
     device: &str,
@@ -157,7 +171,7 @@ pub(super) fn device_touch(c: &Connection, device: &str, now: OffsetDateTime) ->
 const LINEAGE_COLS: &str = "id, device_id, source_table, kinds, pause_causes, device_paused,
     journal_epoch, last_commit_seq, last_batch_seq, confirmed_through, schema_hash, staged_rows,
     staged_bytes, consecutive_failures, mirror_table, ts_table, created_at, updated_at,
-    last_batch_at";
+    last_batch_at, batch_seq_through";
 
 fn lineage_from(r: &Row<'_>) -> StoreResult<Lineage> {
     Ok(Lineage {
@@ -180,6 +194,7 @@ fn lineage_from(r: &Row<'_>) -> StoreResult<Lineage> {
         created_at: parse_time(&r.get::<_, String>(16)?)?,
         updated_at: parse_time(&r.get::<_, String>(17)?)?,
         last_batch_at: opt_time(r.get(18)?)?,
+        batch_seq_through: r.get(19)?,
     })
 }
 
@@ -222,7 +237,7 @@ pub(super) fn lineage_save(c: &Connection, l: &Lineage) -> StoreResult<()> {
              device_paused = ?5, journal_epoch = ?6, last_commit_seq = ?7, last_batch_seq = ?8,
              confirmed_through = ?9, schema_hash = ?10, staged_rows = ?11, staged_bytes = ?12,
              consecutive_failures = ?13, mirror_table = ?14, ts_table = ?15, updated_at = ?16,
-             last_batch_at = ?17
+             last_batch_at = ?17, batch_seq_through = ?18
          WHERE id = ?1",
     )?
     .execute(params![
@@ -243,6 +258,7 @@ pub(super) fn lineage_save(c: &Connection, l: &Lineage) -> StoreResult<()> {
         l.ts_table,
         ft(l.updated_at),
         l.last_batch_at.map(ft),
+        l.batch_seq_through,
     ])?;
     Ok(())
 }

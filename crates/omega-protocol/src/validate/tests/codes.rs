@@ -207,6 +207,28 @@ fn code_10_row_count_mismatch() {
 }
 
 #[test]
+fn code_11_a_telemetry_prev_batch_seq_not_below_batch_seq() {
+    let seq: i64 = 1_777_366_800_042; // the fixture's batch_seq
+    assert!(TELEMETRY.contains(&format!("\"batch_seq\": {seq}")));
+    for prev in [seq, seq + 1] {
+        let text = TELEMETRY.replacen(
+            "\"batch_seq\"",
+            &format!("\"prev_batch_seq\": {prev}, \"batch_seq\""),
+            1,
+        );
+        telemetry_rejected(&text, RejectionCode::SeqRangeMismatch);
+    }
+    let ok = TELEMETRY.replacen(
+        "\"batch_seq\"",
+        &format!("\"prev_batch_seq\": {}, \"batch_seq\"", seq - 1),
+        1,
+    );
+    let b = crate::validate::validate_telemetry_batch(&crate::json::parse(ok.as_bytes()).unwrap())
+        .unwrap();
+    assert_eq!(b.prev_batch_seq, Some(seq - 1));
+}
+
+#[test]
 fn code_11_seq_range_mismatch_for_each_sequence_rule() {
     let first = replace(
         ROWS,
