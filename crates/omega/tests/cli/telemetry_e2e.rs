@@ -149,3 +149,52 @@ fn fifty_thousand_samples_with_equal_timestamps_arrive_once_each_through_a_kill_
     agent.sigterm();
     cloud.sigterm();
 }
+
+/// The telemetry chain (`prev_batch_seq`, `receipts.md` §3.5): mosquitto keeps only two
+/// messages for the stopped cloud and drops the rest after acknowledging them; the chained
+/// point stops at the first gap, the agent re-sends from its confirmed cursor, and every sample
+/// arrives.
+#[test]
+fn telemetry_batches_a_broker_drops_while_the_cloud_is_down_are_re_sent() {
+    let broker = omega_testkit::mosquitto::Mosquitto::start_with("max_queued_messages 2\n");
+    let db = PostgresDb::fresh();
+    let setup = Setup::with_config(
+        "tsloss",
+        Some(db.url()),
+        broker.addr(),
+        "  auto_approve: true\n",
+        "  snapshot_on_first_run: true\n  table_strategies:\n    samples:\n      strategy: telemetry\n      ts_column: at\n      ts_unit: ms\n",
+    );
+    rusqlite::Connection::open(setup.source())
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE samples (sensor TEXT NOT NULL, n INTEGER NOT NULL, at INTEGER,
+                                   v REAL, raw BLOB, PRIMARY KEY (sensor, n));",
+        )
+        .unwrap();
+    write_samples(&setup.source(), 0, 1000);
+    let cloud = setup.start_cloud();
+    let agent = setup.start_agent();
+    until_true("the first samples in the cloud", CONVERGE, || {
+        cloud_samples(&setup).len() == 1000
+    });
+    cloud.kill9();
+    // Many batches while the cloud is away: small writes, each flush its own batch.
+    for k in 0..12 {
+        write_samples(&setup.source(), 1000 + k * 100, 100);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let cloud = setup.start_cloud();
+    // New samples right away: their batches arrive with higher numbers while the dropped ones
+    // are missing — a receipt naming the highest accepted number would confirm past the gap.
+    write_samples(&setup.source(), 2200, 200);
+    let want = source_samples(&setup.source());
+    assert_eq!(want.len(), 2400);
+    until_true(
+        "every sample in the cloud after the re-send",
+        CONVERGE,
+        || cloud_samples(&setup) == want,
+    );
+    agent.sigterm();
+    cloud.sigterm();
+}
