@@ -171,6 +171,9 @@ pub struct Engine {
     schema_version: i64,
     snapshots: BTreeMap<String, ActiveSnapshot>,
     telemetry: BTreeMap<String, TsTracked>,
+    /// Schema observations to publish (`spec/agent.md` §10.5): a table's hash at enrollment
+    /// and whenever it changes.
+    observations: Vec<omega_protocol::message::SchemaObservation>,
     /// True during the enrollment of `open` (first-run rules apply to it only).
     initial: bool,
     retention: RetentionEstimate,
@@ -226,6 +229,7 @@ impl Engine {
             schema_version,
             snapshots: BTreeMap::new(),
             telemetry: BTreeMap::new(),
+            observations: Vec::new(),
             initial: true,
             retention: RetentionEstimate::default(),
             skipped: Vec::new(),
@@ -508,6 +512,9 @@ impl Engine {
             self.state
                 .remember_schema(&name, &spec.schema_hash, &columns, &now())?;
         }
+        if hash_changed || !self.tables.contains_key(&name) {
+            self.observe(&name, &spec.schema_hash);
+        }
         self.state.put_table(&st)?;
         let image_sql = image::select_by_key_sql(&spec);
         match self.tables.get_mut(&name) {
@@ -593,6 +600,9 @@ impl Engine {
         };
         st.tid = None;
         st.schema_hash = Some(spec.schema_hash.clone());
+        if hash_changed || !self.telemetry.contains_key(&name) {
+            self.observe(&name, &spec.schema_hash);
+        }
         if hash_changed {
             let columns =
                 String::from_utf8_lossy(&spec.schema.to_json().to_compact_vec()).into_owned();
@@ -632,6 +642,21 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    fn observe(&mut self, table: &str, hash: &str) {
+        self.observations
+            .push(omega_protocol::message::SchemaObservation {
+                source_table: table.to_string(),
+                schema_hash: hash.to_string(),
+                observed_at: time::OffsetDateTime::now_utc(),
+            });
+    }
+
+    /// The schema observations due (`sync/schema/observe`), oldest first; each is handed out
+    /// once (a lost one is repeated at the next run or schema change; they are informational).
+    pub fn take_observations(&mut self) -> Vec<omega_protocol::message::SchemaObservation> {
+        std::mem::take(&mut self.observations)
     }
 
     /// Sends a telemetry table again from its first row (§7.3, §11.4); the cloud dedupes.

@@ -203,6 +203,7 @@ async fn run_in_span(
     let root = cfg.engine.root_topic.clone();
     let batch_topic: Arc<str> = Arc::from(format!("{root}/sync/rows/batch"));
     let telemetry_topic: Arc<str> = Arc::from(format!("{root}/sync/telemetry/batch"));
+    let observe_topic: Arc<str> = Arc::from(format!("{root}/sync/schema/observe"));
     let control_topic = format!("{root}/sync/ingest/control");
     let receipt_topic = format!("{root}/sync/ingest/receipt");
     let ack_topic: Arc<str> = Arc::from(format!("{root}/sync/ingest/ack"));
@@ -246,12 +247,19 @@ async fn run_in_span(
             // A copy of the in-flight room, read on the blocking thread without locking the
             // engine from this task.
             let rooms = inflight.rooms();
-            let ready = with_engine(&engine, move |e| {
+            let (ready, observations) = with_engine(&engine, move |e| {
                 let ready = e.flush_within(&|t| rooms.room_for(t), rooms.total())?;
                 e.enforce_retention()?;
-                Ok(ready)
+                Ok((ready, e.take_observations()))
             })
             .await?;
+            for o in observations {
+                if let Some(out) = inflight
+                    .start_other(observe_topic.clone(), bytes::Bytes::from(o.to_json_bytes()))
+                {
+                    queue_publish(&mut eventloop, &out);
+                }
+            }
             more_pending = !ready.is_empty() && inflight.room() <= ready.len();
             for b in ready {
                 let topic = if b.telemetry {

@@ -330,3 +330,82 @@ async fn forged_receipts_move_nothing_and_the_journal_is_not_pruned() {
     stop_tx.send(()).unwrap();
     agent.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_observations_are_published_at_enrollment_and_after_a_schema_change() {
+    use omega_protocol::topic::Suffix;
+    use omega_protocol::validate::{DeviceMessage, decode_device_message};
+    init_logs();
+    let broker = machine_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let source = source_db(dir.path());
+    let device = unique_device("obs");
+    let cfg = run_config(dir.path(), &source, &device, &format!("mqtt://{broker}"));
+
+    let mut o = MqttOptions::new(
+        format!("obs-test-{device}"),
+        broker.ip().to_string(),
+        broker.port(),
+    );
+    o.set_keep_alive(Duration::from_secs(5));
+    let (client, mut el) = AsyncClient::new(o, 64);
+    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let subscribed = Arc::new(tokio::sync::Notify::new());
+    {
+        let (seen, subscribed, client) = (seen.clone(), subscribed.clone(), client.clone());
+        let topic = format!("omega/{device}/sync/schema/observe");
+        tokio::spawn(async move {
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                        let _ = client.try_subscribe(topic.clone(), QoS::AtLeastOnce);
+                    }
+                    Ok(Event::Incoming(Incoming::SubAck(_))) => subscribed.notify_one(),
+                    Ok(Event::Incoming(Incoming::Publish(p))) => {
+                        match decode_device_message(Suffix::SchemaObserve, &p.payload) {
+                            Ok(DeviceMessage::SchemaObservation(o)) => {
+                                seen.lock().unwrap().push((o.source_table, o.schema_hash))
+                            }
+                            other => panic!("invalid observation: {other:?}"),
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+    }
+    tokio::time::timeout(Duration::from_secs(10), subscribed.notified())
+        .await
+        .expect("SUBACK");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(omega_agent::run::run(cfg, async move {
+        let _ = stop_rx.await;
+    }));
+    wait_for_triggers(&source, 12, &agent).await;
+    until("an observation per enrolled table", || {
+        let s = seen.lock().unwrap();
+        ["order", "a\"b", "naïve table"]
+            .iter()
+            .all(|t| s.iter().any(|(n, _)| n == t))
+    })
+    .await;
+    let before = seen.lock().unwrap().clone();
+    app_conn(&source)
+        .execute_batch(r#"ALTER TABLE "order" ADD COLUMN note TEXT"#)
+        .unwrap();
+    let conn = app_conn(&source);
+    let new_hash = omega_agent::capture::TableSpec::read(&conn, "order")
+        .unwrap()
+        .schema_hash;
+    assert!(!before.iter().any(|(_, h)| *h == new_hash));
+    until("the new hash observed", || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|(t, h)| t == "order" && *h == new_hash)
+    })
+    .await;
+    stop_tx.send(()).unwrap();
+    agent.await.unwrap().unwrap();
+}
