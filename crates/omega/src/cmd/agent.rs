@@ -2,6 +2,7 @@
 //!
 //! `init` and `validate` live here (see `agent/`); `run` and `status` are added beside them.
 
+mod progress;
 mod report;
 mod run;
 mod status;

@@ -28,7 +28,20 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    // Progress bars when a person watches (stdout a terminal), log lines otherwise.
+    let stop_bars = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let bars = std::io::IsTerminal::is_terminal(&std::io::stdout()).then(|| {
+        super::progress::spawn(
+            cfg.engine.state_db_path.clone(),
+            cfg.engine.source_db_path.clone(),
+            stop_bars.clone(),
+        )
+    });
     let summary = rt.block_on(async move { run_agent(cfg, shutdown_signal()).await });
+    stop_bars.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(b) = bars {
+        let _ = b.join();
+    }
     match summary {
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(RunError::Transport(e)) => Err(UsageError(e.to_string()).into()),
