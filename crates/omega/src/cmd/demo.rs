@@ -168,6 +168,11 @@ async fn run_in(
         names.join(", "),
     );
 
+    // The journal's position before the application writes (a new journal starts at a
+    // position marker, not at 0): changes captured are counted from here.
+    let journal_conn = app::open(&paths.source).context("opening the sample database")?;
+    let base = journal::max_seq(&journal_conn).unwrap_or(0);
+    let captured = || journal::max_seq(&journal_conn).unwrap_or(0) - base;
     let stats = Arc::new(WriterStats::default());
     let started = Instant::now();
     let mut writer = Some(Writer::start(
@@ -176,8 +181,6 @@ async fn run_in(
         stats.clone(),
         log,
     )?);
-    let journal_conn = app::open(&paths.source).context("opening the sample database")?;
-    let captured = || journal::max_seq(&journal_conn).unwrap_or(0);
     let source_conn = app::open(&paths.source).context("opening the sample database")?;
     let mut watch = Watch::new(started);
     let mut out = std::io::stdout();
