@@ -667,7 +667,7 @@ impl Engine {
             // The whole table again: its chain starts over from the confirmed point.
             t.chain = self.state.table(name)?.map_or(0, |st| st.ts_confirmed_seq);
             self.state
-                .set_ts_state(name, Some(None), Some(None), None)?;
+                .set_ts_state(name, Some(None), Some(None), None, None)?;
             tracing::info!(table = %name, "telemetry table sent again from its first row");
         }
         Ok(())
@@ -730,6 +730,7 @@ impl Engine {
                         Some(at.as_deref()),
                         Some(at.as_deref()),
                         None,
+                        None,
                     )?;
                 }
                 t.cursor = cursor.or(t.cursor.take());
@@ -737,7 +738,8 @@ impl Engine {
             };
             // §12.6: the numbers are persisted before any batch carrying them is published.
             let next = last.batch.batch_seq + 1;
-            self.state.set_ts_state(name, None, None, Some(next))?;
+            self.state
+                .set_ts_state(name, None, None, None, Some(next))?;
             t.next_batch_seq = next;
             t.chain = last.batch.batch_seq;
             t.cursor = cursor;
@@ -758,23 +760,17 @@ impl Engine {
                 });
             }
         }
-        for (counter, n) in [
-            ("bad_ts_rows", stats.bad_ts_rows),
-            ("invalid_utf8_values", stats.invalid_utf8_values),
-        ] {
-            if n > 0 {
-                self.state.bump_counter(counter, n as i64)?;
-            }
-        }
+        self.state.bump_counters(&stats.counters())?;
         Ok(())
     }
 
-    /// A telemetry table's batches up to `batch_seq` have their PUBACK (or, `confirm`, their
-    /// receipt): its published (and confirmed) cursor moves to that batch's end.
+    /// A telemetry table's batches up to `batch_seq` have their PUBACK (`publish`) and/or
+    /// their receipt (`confirm`): the cursors named move to that batch's end, in one write.
     fn telemetry_through(
         &mut self,
         name: &str,
         batch_seq: i64,
+        publish: bool,
         confirm: bool,
     ) -> Result<(), EngineError> {
         let Some(t) = self.telemetry.get_mut(name) else {
@@ -784,14 +780,16 @@ impl Engine {
             return Ok(());
         };
         let at = end.encode();
+        let at = Some(at.as_str());
+        self.state.set_ts_state(
+            name,
+            publish.then_some(at),
+            confirm.then_some(at),
+            confirm.then_some(seq),
+            None,
+        )?;
         if confirm {
-            self.state
-                .set_ts_state(name, None, Some(Some(at.as_str())), None)?;
-            self.state.set_ts_confirmed_seq(name, seq)?;
             t.ends = t.ends.split_off(&(batch_seq + 1));
-        } else {
-            self.state
-                .set_ts_state(name, Some(Some(at.as_str())), None, None)?;
         }
         Ok(())
     }
@@ -799,7 +797,7 @@ impl Engine {
     /// Moves telemetry confirmed cursors from a verified receipt (`batch_seq_through`).
     pub fn on_telemetry_confirmed(&mut self, moves: &[(String, i64)]) -> Result<(), EngineError> {
         for (name, through) in moves {
-            self.telemetry_through(name, *through, true)?;
+            self.telemetry_through(name, *through, false, true)?;
         }
         Ok(())
     }
@@ -975,15 +973,7 @@ impl Engine {
             }
         }
         tracing::debug!(from, read = slice_end - from, batches = out.len(), "flush");
-        for (name, n) in [
-            ("null_key_rows", stats.null_key_rows),
-            ("invalid_utf8_values", stats.invalid_utf8_values),
-            ("oversized_rows", stats.oversized_rows),
-        ] {
-            if n > 0 {
-                self.state.bump_counter(name, n as i64)?;
-            }
-        }
+        self.state.bump_counters(&stats.counters())?;
         Ok(out)
     }
 
@@ -1039,15 +1029,7 @@ impl Engine {
             .map(|_| ())
         })?;
         drop(tx);
-        for (counter, n) in [
-            ("null_key_rows", stats.null_key_rows),
-            ("invalid_utf8_values", stats.invalid_utf8_values),
-            ("oversized_rows", stats.oversized_rows),
-        ] {
-            if n > 0 {
-                self.state.bump_counter(counter, n as i64)?;
-            }
-        }
+        self.state.bump_counters(&stats.counters())?;
         let st = self.state.table(name)?.unwrap_or_default();
         let t = self.tables.get_mut(name).expect("checked above");
         t.snapshot_due = None;
@@ -1282,10 +1264,8 @@ impl Engine {
             .cloned()
             .partition(|(t, _)| self.telemetry.contains_key(t));
         for (name, seq) in ts_moves {
-            self.telemetry_through(&name, seq, false)?;
-            if confirm {
-                self.telemetry_through(&name, seq, true)?;
-            }
+            // Under `puback` delivery the PUBACK confirms too.
+            self.telemetry_through(&name, seq, true, confirm)?;
         }
         if moves.is_empty() {
             return Ok(());

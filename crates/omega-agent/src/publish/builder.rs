@@ -36,6 +36,17 @@ pub struct BuildStats {
     pub oversized_rows: u64,
 }
 
+impl BuildStats {
+    /// The counters by their `status` names.
+    pub fn counters(&self) -> [(&'static str, u64); 3] {
+        [
+            ("null_key_rows", self.null_key_rows),
+            ("invalid_utf8_values", self.invalid_utf8_values),
+            ("oversized_rows", self.oversized_rows),
+        ]
+    }
+}
+
 /// A built batch and its encoded bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Built {

@@ -227,6 +227,23 @@ impl StateDb {
             .map_err(|e| self.err(e))
     }
 
+    /// Adds several counters at once in one transaction; zero amounts are skipped.
+    pub fn bump_counters(&self, counters: &[(&str, u64)]) -> Result<(), StateError> {
+        if counters.iter().all(|(_, n)| *n == 0) {
+            return Ok(());
+        }
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        for (name, n) in counters.iter().filter(|(_, n)| *n > 0) {
+            tx.execute(
+                "INSERT INTO counters (name, value) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                rusqlite::params![name, i64::try_from(*n).unwrap_or(i64::MAX)],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
     /// Every counter with its value.
     pub fn counters(&self) -> Result<Vec<(String, i64)>, StateError> {
         let mut stmt = self

@@ -205,24 +205,15 @@ impl StateDb {
             .map_err(|e| self.err(e))
     }
 
-    /// Records the `batch_seq` the telemetry confirmed cursor belongs to.
-    pub fn set_ts_confirmed_seq(&self, name: &str, seq: i64) -> Result<(), StateError> {
-        self.conn()
-            .execute(
-                "UPDATE tables SET ts_confirmed_seq = ?2 WHERE name = ?1",
-                rusqlite::params![name, seq],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
-    }
-
-    /// Telemetry cursors and the next `batch_seq`: each `Some` is written, `None` kept
-    /// (`Some(None)` clears a cursor).
+    /// Telemetry cursors, the `batch_seq` the confirmed cursor belongs to, and the next
+    /// `batch_seq`, in one statement: each `Some` is written, `None` kept (`Some(None)` clears
+    /// a cursor).
     pub fn set_ts_state(
         &self,
         name: &str,
         published: Option<Option<&str>>,
         confirmed: Option<Option<&str>>,
+        confirmed_seq: Option<i64>,
         next_batch_seq: Option<i64>,
     ) -> Result<(), StateError> {
         self.conn()
@@ -230,7 +221,8 @@ impl StateDb {
                 "UPDATE tables SET
                    ts_cursor = CASE WHEN ?2 THEN ?3 ELSE ts_cursor END,
                    ts_confirmed = CASE WHEN ?4 THEN ?5 ELSE ts_confirmed END,
-                   next_batch_seq = coalesce(?6, next_batch_seq)
+                   ts_confirmed_seq = coalesce(?6, ts_confirmed_seq),
+                   next_batch_seq = coalesce(?7, next_batch_seq)
                  WHERE name = ?1",
                 rusqlite::params![
                     name,
@@ -238,6 +230,7 @@ impl StateDb {
                     published.flatten(),
                     confirmed.is_some(),
                     confirmed.flatten(),
+                    confirmed_seq,
                     next_batch_seq
                 ],
             )

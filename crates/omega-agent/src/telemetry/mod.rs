@@ -21,7 +21,7 @@ use crate::capture::TableSpec;
 use crate::config::TsUnit;
 use crate::discover::TelemetryPlan;
 use crate::source::cell::Cell;
-use crate::sql::quote_ident;
+use crate::sql::{quote_ident, quote_literal};
 
 /// A position in a telemetry table: the ts value as stored, then the key values.
 #[derive(Debug, Clone, PartialEq)]
@@ -241,10 +241,6 @@ pub fn ts_indexed(conn: &Connection, table: &str, ts_column: &str) -> rusqlite::
     Ok(rowid_alias)
 }
 
-fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 /// A built telemetry batch: its sequence number, its end cursor, its payload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BuiltTs {
@@ -263,6 +259,16 @@ pub struct TsStats {
     pub bad_ts_rows: u64,
     /// TEXT values with invalid UTF-8 replaced by U+FFFD.
     pub invalid_utf8_values: u64,
+}
+
+impl TsStats {
+    /// The counters by their `status` names.
+    pub fn counters(&self) -> [(&'static str, u64); 2] {
+        [
+            ("bad_ts_rows", self.bad_ts_rows),
+            ("invalid_utf8_values", self.invalid_utf8_values),
+        ]
+    }
 }
 
 /// Builds batches from `rows` (in cursor order). `next_seq` gives each batch its

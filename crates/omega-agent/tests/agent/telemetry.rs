@@ -141,7 +141,11 @@ fn samples_with_equal_timestamps_arrive_once_each_across_a_crash_with_batch_seq_
         "none twice (acknowledged ones are not re-sent)"
     );
     for b in &batches {
-        assert_eq!(b.rows.len(), b.rows.len());
+        assert!(
+            (1..=4096).contains(&b.rows.len()),
+            "{} samples",
+            b.rows.len()
+        );
         let (lo, hi) = TelemetryBatch::cursor_bounds(&b.rows).unwrap();
         assert_eq!((lo, hi), (b.cursor_start_ts, b.cursor_end_ts));
     }
