@@ -224,13 +224,7 @@ async fn apply_in<T: StoreTx>(
         && let Some(prev) = batch.prev_commit_seq
         && let Some(moved) = chain_step(lineage.confirmed_through, prev, batch.last_commit_seq)
     {
-        lineage.confirmed_through = moved;
-        while let Some(next) = tx
-            .ledger_chain_next(device, table, ids.epoch, lineage.confirmed_through)
-            .await?
-        {
-            lineage.confirmed_through = next;
-        }
+        confirm_to(tx, &mut lineage, ids.epoch, moved).await?;
     }
 
     if let (Some(marker), Some(snapshot_id)) = (&batch.snapshot, ids.snapshot) {
@@ -435,12 +429,24 @@ pub(crate) async fn confirm_through_snapshot<T: StoreTx>(
     if lineage.journal_epoch != Some(state.journal_epoch) || state.h <= lineage.confirmed_through {
         return Ok(());
     }
-    lineage.confirmed_through = state.h;
+    confirm_to(tx, lineage, state.journal_epoch, state.h).await
+}
+
+/// Moves the lineage's `confirmed_through` (epoch `epoch`) to `to`, then along the batches
+/// already stored that chain from there (`receipts.md` §3.2). The one place the rows point
+/// moves: apply, quarantine and snapshot completion call it.
+pub(crate) async fn confirm_to<T: StoreTx>(
+    tx: &mut T,
+    lineage: &mut Lineage,
+    epoch: Uuid,
+    to: i64,
+) -> Result<(), StoreError> {
+    lineage.confirmed_through = to;
     while let Some(next) = tx
         .ledger_chain_next(
-            &state.device_id,
-            &state.source_table,
-            state.journal_epoch,
+            &lineage.device_id,
+            &lineage.source_table,
+            epoch,
             lineage.confirmed_through,
         )
         .await?

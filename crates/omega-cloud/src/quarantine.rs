@@ -206,13 +206,7 @@ async fn quarantine_in<T: StoreTx>(
             && lineage.journal_epoch == Some(epoch)
             && let Some(moved) = chain_step(lineage.confirmed_through, prev, last)
         {
-            lineage.confirmed_through = moved;
-            while let Some(next) = tx
-                .ledger_chain_next(device, table, epoch, lineage.confirmed_through)
-                .await?
-            {
-                lineage.confirmed_through = next;
-            }
+            crate::apply::confirm_to(tx, &mut lineage, epoch, moved).await?;
             lineage.updated_at = now;
             tx.lineage_save(&lineage).await?;
         }
