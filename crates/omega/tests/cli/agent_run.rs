@@ -131,8 +131,7 @@ sqlite-replication:
 
 /// Writes `rounds` transactions of inserts, updates and deletes; every write must succeed.
 fn app_writes(source: &Path, start: i64, rounds: i64) {
-    let conn = rusqlite::Connection::open(source).unwrap();
-    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let conn = crate::support::app_conn(source);
     for r in start..start + rounds {
         let tx = conn.unchecked_transaction().unwrap();
         for i in 0..25 {

@@ -234,8 +234,7 @@ sqlite-replication:
             .spawn()
             .expect("start omega agent run");
         let child = Proc(Some(child));
-        let conn = rusqlite::Connection::open(self.source()).unwrap();
-        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        let conn = crate::support::app_conn(self.source());
         omega_testkit::wait::until_true("capture triggers on every table", CONVERGE, || {
             TABLES.iter().all(|t| {
                 conn.query_row(
@@ -308,6 +307,11 @@ sqlite-replication:
         out
     }
 
+    /// The `agent status --json` entry of one table (`null` when it has none).
+    pub(crate) fn table_status(&self, name: &str) -> Value {
+        table_of(&self.agent_status(), name)
+    }
+
     /// `omega agent status --json`.
     pub(crate) fn agent_status(&self) -> Value {
         let out = Command::new(env!("CARGO_BIN_EXE_omega"))
@@ -376,6 +380,15 @@ sqlite-replication:
     }
 }
 
+/// The entry of table `name` in an `agent status --json` report (`null` when it has none).
+pub(crate) fn table_of(status: &Value, name: &str) -> Value {
+    status["tables"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["name"] == name))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
 /// table → canonical pk (JSON of the key columns by name) → column → wire value.
 pub(crate) type Rows = BTreeMap<String, BTreeMap<String, Map<String, Value>>>;
 
@@ -391,8 +404,7 @@ fn sql_value(v: ValueRef<'_>) -> SqlValue {
 
 /// The source, read with rusqlite, in wire encoding.
 pub(crate) fn source_rows(source: &Path) -> Rows {
-    let conn = rusqlite::Connection::open(source).unwrap();
-    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let conn = crate::support::app_conn(source);
     let mut out = Rows::new();
     for t in TABLES {
         let mut info = conn
@@ -471,8 +483,7 @@ pub(crate) fn app_writes(source: &Path, start: i64, rounds: i64) {
         -2.5,
         9_007_199_254_740_993.0,
     ];
-    let conn = rusqlite::Connection::open(source).unwrap();
-    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let conn = crate::support::app_conn(source);
     let naive = quote(TABLES[2]);
     for r in start..start + rounds {
         let tx = conn.unchecked_transaction().unwrap();

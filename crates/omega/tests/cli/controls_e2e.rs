@@ -120,8 +120,7 @@ sqlite-replication:
     }
 
     fn write(&self, from: i64, to: i64) {
-        let c = rusqlite::Connection::open(self.path("source.db")).unwrap();
-        c.busy_timeout(Duration::from_secs(10)).unwrap();
+        let c = crate::support::app_conn(self.path("source.db"));
         for i in from..=to {
             c.execute(
                 "INSERT INTO readings (id, v) VALUES (?1, ?2)
@@ -133,8 +132,7 @@ sqlite-replication:
     }
 
     fn source(&self) -> BTreeMap<i64, String> {
-        let c = rusqlite::Connection::open(self.path("source.db")).unwrap();
-        c.busy_timeout(Duration::from_secs(10)).unwrap();
+        let c = crate::support::app_conn(self.path("source.db"));
         let mut st = c.prepare("SELECT id, v FROM readings").unwrap();
         st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
@@ -217,8 +215,7 @@ sqlite-replication:
     }
 
     fn control_state(&self, id: &str) -> String {
-        let c = rusqlite::Connection::open(self.path("cloud.db")).unwrap();
-        c.busy_timeout(Duration::from_secs(10)).unwrap();
+        let c = crate::support::app_conn(self.path("cloud.db"));
         c.query_row(
             "SELECT state FROM omega_controls WHERE control_id = ?1",
             [id],
@@ -234,8 +231,7 @@ fn operator_pause_holds_the_table_on_the_device_and_resume_delivers_the_buffer()
     let _cloud = s.spawn(&["cloud", "serve"], "cloud.yaml");
     std::thread::sleep(Duration::from_secs(2));
     let _agent = s.spawn(&["agent", "run"], "device.yaml");
-    let conn = rusqlite::Connection::open(s.path("source.db")).unwrap();
-    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let conn = crate::support::app_conn(s.path("source.db"));
     until_true("capture triggers installed", CONVERGE, || {
         conn.query_row(
             "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'readings'",

@@ -10,7 +10,7 @@ use omega_testkit::mosquitto::machine_broker;
 use omega_testkit::postgres::PostgresDb;
 use omega_testkit::wait::until_true;
 
-use crate::cloud_e2e::{CONVERGE, Setup, app_writes, omega};
+use crate::cloud_e2e::{CONVERGE, Setup, app_writes, omega, table_of};
 
 /// `n` readings the application wrote before the agent ever ran (no trigger saw them).
 fn existing_rows(source: &Path, n: i64) {
@@ -96,8 +96,7 @@ fn a_row_deleted_behind_the_captures_back_leaves_the_mirror_after_a_resnapshot()
 
     // A row removed without the capture seeing it: its delete trigger dropped and recreated,
     // byte for byte, around the DELETE (as a repair tool or a restore might do).
-    let conn = rusqlite::Connection::open(setup.source()).unwrap();
-    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let conn = crate::support::app_conn(setup.source());
     let victim: i64 = conn
         .query_row(
             "SELECT id FROM readings WHERE id BETWEEN 0 AND 299 ORDER BY id LIMIT 1 OFFSET 5",
@@ -200,11 +199,7 @@ fn retention_overflow_while_paused_keeps_the_bound_and_a_snapshot_after_resume_c
     operator(&setup, "pause");
     until_true("the agent applied the pause", CONVERGE, || {
         let s = setup.agent_status();
-        s["tables"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|t| t["name"] == "readings" && t["paused"] == true)
+        table_of(&s, "readings")["paused"] == true
     });
     // ~45 bytes an entry: 40,000 changes of the paused table are well past 1 MiB.
     existing_rows(&setup.source(), 40_000);
@@ -214,13 +209,7 @@ fn retention_overflow_while_paused_keeps_the_bound_and_a_snapshot_after_resume_c
         CONVERGE,
         || {
             let s = setup.agent_status();
-            let readings = s["tables"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|t| t["name"] == "readings")
-                .cloned()
-                .unwrap();
+            let readings = table_of(&s, "readings");
             readings["needs_resnapshot"] == true
                 && s["buffered_bytes"].as_i64().is_some_and(|b| b <= BOUND)
                 && s["counters"]["retention_dropped_rows"].as_i64() > Some(0)
@@ -265,8 +254,7 @@ fn five_rows_the_postgres_mirror_refuses_trip_the_circuit_breaker_and_lineage_re
     setup.converge();
 
     // SQLite keeps TEXT in a REAL column; the PostgreSQL mirror column is double precision.
-    let conn = rusqlite::Connection::open(setup.source()).unwrap();
-    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let conn = crate::support::app_conn(setup.source());
     for id in 0..5 {
         conn.execute(
             "INSERT INTO readings (id, value) VALUES (?1, 'not a number')",
@@ -283,12 +271,7 @@ fn five_rows_the_postgres_mirror_refuses_trip_the_circuit_breaker_and_lineage_re
                 .as_array()
                 .is_some_and(|c| c.iter().any(|c| c == "circuit_breaker"));
             let s = setup.agent_status();
-            tripped
-                && s["tables"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|t| t["name"] == "readings" && t["paused"] == true)
+            tripped && table_of(&s, "readings")["paused"] == true
         },
     );
     assert_eq!(readings_lineage(&setup)["status"], "paused");
@@ -384,11 +367,7 @@ fn backpressure_stops_only_the_staged_table_and_resume_drains_everything_in_orde
             l["pause_causes"]
                 .as_array()
                 .is_some_and(|c| c.iter().any(|c| c == "backpressure"))
-                && s["tables"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|t| t["name"] == "readings" && t["paused"] == true)
+                && table_of(&s, "readings")["paused"] == true
         },
     );
     // The other tables keep flowing while readings is held on the device.
@@ -401,13 +380,7 @@ fn backpressure_stops_only_the_staged_table_and_resume_drains_everything_in_orde
             .all(|t| got.get(*t) == want.get(*t))
     });
     let held = setup.agent_status();
-    let readings = held["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "readings")
-        .cloned()
-        .unwrap();
+    let readings = table_of(&held, "readings");
     assert!(
         readings["pending_rows"].as_i64() > Some(0),
         "the device holds readings' later changes: {readings:#}"
@@ -443,21 +416,11 @@ fn a_pause_sent_while_the_device_is_offline_and_lost_by_the_broker_is_resent_and
     until_true(
         "the cloud re-sent the pause and the device applied it",
         CONVERGE,
-        || {
-            setup.agent_status()["tables"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|t| t["name"] == "readings" && t["paused"] == true)
-        },
+        || setup.table_status("readings")["paused"] == true,
     );
     app_writes(&setup.source(), 2, 1);
     until_true("readings' new changes are held", CONVERGE, || {
-        setup.agent_status()["tables"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|t| t["name"] == "readings" && t["pending_rows"].as_i64() > Some(0))
+        setup.table_status("readings")["pending_rows"].as_i64() > Some(0)
     });
     operator(&setup, "resume");
     setup.converge();
@@ -475,8 +438,7 @@ fn add_column_with_a_default_reaches_every_existing_mirror_row() {
     let agent = setup.start_agent();
     app_writes(&setup.source(), 0, 3);
     setup.converge();
-    let conn = rusqlite::Connection::open(setup.source()).unwrap();
-    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let conn = crate::support::app_conn(setup.source());
     conn.execute_batch("ALTER TABLE readings ADD COLUMN flag INTEGER NOT NULL DEFAULT 7")
         .unwrap();
     // The mirror compared column by column with the source: `flag` = 7 on every old row.

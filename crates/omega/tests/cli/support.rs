@@ -141,3 +141,11 @@ pub fn write_cert(dir: &Path, name: &str, cn: &str, key: &KeyPair, from_days: i6
 pub fn error_lines(out: &str) -> Vec<&str> {
     out.lines().filter(|l| l.starts_with("error:")).collect()
 }
+
+/// A connection to a source database as an application opens it (10 s busy timeout).
+pub fn app_conn(path: impl AsRef<Path>) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).expect("open the source database");
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .expect("busy timeout");
+    conn
+}

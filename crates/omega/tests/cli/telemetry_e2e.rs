@@ -16,8 +16,7 @@ use crate::cloud_e2e::{CONVERGE, Setup};
 /// Samples `from..from + count`: ten per millisecond timestamp, rising with `i` as a logger
 /// writes them.
 fn write_samples(source: &Path, from: i64, count: i64) {
-    let conn = rusqlite::Connection::open(source).unwrap();
-    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let conn = crate::support::app_conn(source);
     let tx = conn.unchecked_transaction().unwrap();
     for i in from..from + count {
         tx.execute(
