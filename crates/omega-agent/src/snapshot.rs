@@ -8,14 +8,14 @@
 //! order into it inside the caller's read transaction, writing each part to the spool as it is
 //! finished, so a table of any size needs one part of memory.
 
-use omega_protocol::limits::{MAX_PAYLOAD_BYTES, MAX_ROWS_PER_BATCH};
+use omega_protocol::limits::MAX_PAYLOAD_BYTES;
 use omega_protocol::message::{
     Op, Record, RowBatch, RowChange, SnapshotMarker, encode_row_change, row_batch_overhead_bound,
 };
 use rusqlite::Connection;
 
 use crate::capture::TableSpec;
-use crate::publish::builder::BuildStats;
+use crate::publish::builder::{BuildStats, fits};
 use crate::source::cell::Cell;
 use crate::sql::quote_ident;
 use crate::state::StateError;
@@ -97,8 +97,7 @@ impl<'a> PartBuilder<'a> {
         let mut bytes = Vec::with_capacity(64);
         encode_row_change(&change, &mut bytes);
         let add = bytes.len() + 1;
-        let full = !self.wire.is_empty()
-            && (self.wire.len() >= MAX_ROWS_PER_BATCH || self.size + add > MAX_PAYLOAD_BYTES);
+        let full = !fits(self.wire.len(), self.size, add);
         let closed = full.then(|| self.close(false, new_id()));
         if self.wire.is_empty() && self.size + add > MAX_PAYLOAD_BYTES {
             self.stats.oversized_rows += 1;
@@ -205,6 +204,7 @@ pub fn read_table(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use omega_protocol::limits::MAX_ROWS_PER_BATCH;
     use omega_protocol::topic::Suffix;
     use omega_protocol::validate::{DeviceMessage, decode_device_message};
 

@@ -69,6 +69,14 @@ pub struct BatchContext<'a> {
     pub prev_commit_seq: Option<i64>,
 }
 
+/// Whether a row of `add` bytes (its encoding and the separating comma) still fits a batch
+/// that already holds `rows` rows in `size` bytes (envelope bound included): at most 4,096
+/// rows and 512 KiB — except that an empty batch takes any row, so one too big on its own goes
+/// alone (`spec/agent.md` §8.6). The rule of row batches, snapshot parts and telemetry batches.
+pub fn fits(rows: usize, size: usize, add: usize) -> bool {
+    rows == 0 || (rows < MAX_ROWS_PER_BATCH && size + add <= MAX_PAYLOAD_BYTES)
+}
+
 /// Builds batches from `changes` (ascending `seq`): several changes of one key are merged
 /// into the last (`protocol.md` §8.4.2); a change whose row is gone, or whose last op is a
 /// delete, travels as `delete`; each batch is filled until the next row would pass 4,096
@@ -111,9 +119,9 @@ pub fn build(
         let overhead = row_batch_overhead_bound(&ctx.spec.name, schema.as_ref());
         let mut end = start;
         let mut size = overhead;
-        while end < encoded_rows.len() && end - start < MAX_ROWS_PER_BATCH {
+        while end < encoded_rows.len() {
             let add = encoded_rows[end].len() + 1;
-            if end > start && size + add > MAX_PAYLOAD_BYTES {
+            if !fits(end - start, size, add) {
                 break;
             }
             size += add;

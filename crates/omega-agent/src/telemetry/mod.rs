@@ -10,7 +10,6 @@
 
 pub mod ts;
 
-use omega_protocol::limits::{MAX_PAYLOAD_BYTES, MAX_ROWS_PER_BATCH};
 use omega_protocol::message::{
     Record, TelemetryBatch, TelemetrySample, encode_telemetry_sample,
     telemetry_batch_overhead_bound,
@@ -358,9 +357,7 @@ pub fn build(
         let mut bytes = Vec::with_capacity(96);
         encode_telemetry_sample(&sample, &mut bytes);
         let add = bytes.len() + 1;
-        if !samples.is_empty()
-            && (samples.len() >= MAX_ROWS_PER_BATCH || overhead + size + add > MAX_PAYLOAD_BYTES)
-        {
+        if !crate::publish::builder::fits(samples.len(), overhead + size, add) {
             let end = last_cursor.clone().expect("a previous row");
             flush(
                 &mut samples,
