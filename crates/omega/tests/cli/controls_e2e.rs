@@ -119,6 +119,37 @@ sqlite-replication:
         Proc(child)
     }
 
+    /// `omega cloud serve`, once it printed its `ready:` line (subscribed).
+    fn spawn_cloud(&self) -> Proc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_omega"))
+            .args(["cloud", "serve", "--config"])
+            .arg(self.path("cloud.yaml"))
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn omega cloud serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let proc = Proc(child);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in
+                std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok)
+            {
+                if line.starts_with("ready:") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(30)).expect(
+            "omega cloud serve printed no ready line within 30 s (is mosquitto running on \
+             127.0.0.1:1883? `apt-get install -y mosquitto`)",
+        );
+        proc
+    }
+
     fn write(&self, from: i64, to: i64) {
         let c = crate::support::app_conn(self.path("source.db"));
         for i in from..=to {
@@ -228,8 +259,7 @@ sqlite-replication:
 #[test]
 fn operator_pause_holds_the_table_on_the_device_and_resume_delivers_the_buffer() {
     let s = Setup::new();
-    let _cloud = s.spawn(&["cloud", "serve"], "cloud.yaml");
-    std::thread::sleep(Duration::from_secs(2));
+    let _cloud = s.spawn_cloud();
     let _agent = s.spawn(&["agent", "run"], "device.yaml");
     let conn = crate::support::app_conn(s.path("source.db"));
     until_true("capture triggers installed", CONVERGE, || {
@@ -257,9 +287,12 @@ fn operator_pause_holds_the_table_on_the_device_and_resume_delivers_the_buffer()
     let watermark = st["server_watermark"].as_i64().unwrap();
     assert!(watermark > 0, "{st}");
 
-    // The app keeps writing; nothing reaches the mirror while paused.
+    // The app keeps writing; the device holds the 26 changes (captured, above its published
+    // cursor) and nothing reaches the mirror while paused.
     s.write(15, 40);
-    std::thread::sleep(Duration::from_secs(3));
+    until_true("the paused device holds the new changes", CONVERGE, || {
+        s.table_status()["pending_rows"].as_i64() >= Some(26)
+    });
     let m = s.mirror();
     assert_eq!(m.len(), 20, "nothing published while paused");
     assert_eq!(m.get(&15).map(String::as_str), Some("v15"));
