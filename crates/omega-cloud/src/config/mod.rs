@@ -65,6 +65,8 @@ pub struct BrokerConfig {
     pub ca: Option<PathBuf>,
     /// `tls.cert` and `tls.key`, set together.
     pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// `mqtt_version` **[Omega]**: `5` (default) or `"3.1.1"` for brokers without MQTT 5.
+    pub mqtt_version: crate::ingest::link::MqttVersion,
 }
 
 impl BrokerConfig {

@@ -42,6 +42,8 @@ pub struct RawBroker {
     pub password_env: Option<String>,
     /// `tls`.
     pub tls: Option<RawBrokerTls>,
+    /// `mqtt_version`: `5` (default) or `"3.1.1"`, string or number.
+    pub mqtt_version: Option<omega_config::Scalar>,
 }
 
 /// `broker.tls`.

@@ -137,6 +137,23 @@ fn sizes_durations_and_words_parse() {
 }
 
 #[test]
+fn mqtt_version_is_5_by_default_or_3_1_1_for_older_brokers() {
+    use crate::ingest::link::MqttVersion;
+    assert_eq!(load(MINIMAL).unwrap().broker.mqtt_version, MqttVersion::V5);
+    for (text, want) in [
+        ("'3.1.1'", MqttVersion::V311),
+        ("5", MqttVersion::V5),
+        ("'5'", MqttVersion::V5),
+    ] {
+        let c = load(&format!("{MINIMAL}broker: {{ mqtt_version: {text} }}\n")).unwrap();
+        assert_eq!(c.broker.mqtt_version, want, "{text}");
+    }
+    let e = err(&format!("{MINIMAL}broker: {{ mqtt_version: 4 }}\n"));
+    assert_eq!(e.path(), Some("broker.mqtt_version"));
+    assert!(e.to_string().contains("3.1.1"), "{e}");
+}
+
+#[test]
 fn unknown_keys_suggest_the_closest() {
     let e = err(&format!("{MINIMAL}ingest: {{ worker: 2 }}\n"));
     assert_eq!(e.path(), Some("ingest.worker"));

@@ -19,6 +19,7 @@ use super::{
     ApiConfig, BrokerConfig, CloudConfig, ControlAlg, ControlConfig, Fleet, IngestConfig,
     JitrConfig, PolicyConfig, StoreUrl,
 };
+use crate::ingest::link::MqttVersion;
 use crate::policy::{Coalescing, Policy};
 
 pub(super) fn build(
@@ -128,8 +129,24 @@ fn broker(cx: &mut Context<'_>, raw: RawBroker) -> Option<BrokerConfig> {
             );
         }
     }
+    let mqtt_version = match raw.mqtt_version.as_ref().map(|v| v.as_str()) {
+        None | Some("5") | Some("5.0") => MqttVersion::V5,
+        Some("3.1.1") => MqttVersion::V311,
+        Some(other) => {
+            cx.error(
+                "broker.mqtt_version",
+                ErrorKind::UnknownValue {
+                    value: other.to_owned(),
+                    expected: vec!["5".into(), "3.1.1".into()],
+                    suggestion: None,
+                },
+            );
+            MqttVersion::V5
+        }
+    };
     Some(BrokerConfig {
         url: url?,
+        mqtt_version,
         client_id,
         username,
         password,

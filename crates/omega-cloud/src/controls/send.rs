@@ -8,9 +8,8 @@
 
 use std::time::Duration;
 
+use crate::ingest::link::LinkClient;
 use omega_protocol::topic::{DeviceTopicTemplate, Suffix, full_topic};
-use rumqttc::v5::AsyncClient;
-use rumqttc::v5::mqttbytes::QoS;
 
 use crate::store::{Store, StoreError, StoreTx};
 
@@ -30,7 +29,7 @@ pub fn resend_delay(attempts: i64, resend_after: Duration) -> Duration {
 /// One tick: publishes every due control and records the send. Returns how many were sent.
 pub async fn sweep_once<S: Store>(
     store: &S,
-    client: &AsyncClient,
+    client: &LinkClient,
     template: &DeviceTopicTemplate,
     resend_after: Duration,
 ) -> Result<usize, StoreError> {
@@ -50,10 +49,7 @@ pub async fn sweep_once<S: Store>(
             continue;
         };
         let topic = full_topic(&root, Suffix::IngestControl);
-        if let Err(e) = client
-            .publish(topic, QoS::AtLeastOnce, false, c.payload.clone())
-            .await
-        {
+        if let Err(e) = client.publish(topic, c.payload.clone()).await {
             tracing::warn!(device_id = %c.device_id, error = %e, "cannot publish a control; retrying next tick");
             break;
         }
@@ -75,7 +71,7 @@ pub async fn sweep_once<S: Store>(
 /// logged; the next tick retries.
 pub async fn run_sender<S: Store>(
     store: S,
-    client: AsyncClient,
+    client: LinkClient,
     template: DeviceTopicTemplate,
     resend_after: Duration,
 ) {

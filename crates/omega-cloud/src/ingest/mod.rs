@@ -16,6 +16,7 @@
 
 pub mod acks;
 pub mod handle;
+pub mod link;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,15 +25,14 @@ use std::time::Duration;
 
 use omega_config::url::Transport;
 use omega_protocol::topic::{DeviceTopicTemplate, TopicError};
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
-use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use rumqttc::v5::MqttOptions;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use self::acks::{AckQueue, Ticket};
 use self::handle::Worker;
 pub use self::handle::{Handled, IngestStats};
+use self::link::{Incoming, LinkClient, LinkError, LinkEvent, MqttVersion};
 use crate::config::CloudConfig;
 use crate::policy::Policy;
 use crate::receipts::{self, DeviceNote, ReceiptOptions};
@@ -60,6 +60,9 @@ pub struct IngestOptions {
     pub mqtt: MqttOptions,
     /// `ingest.device_topic`.
     pub device_topic: DeviceTopicTemplate,
+    /// `broker.mqtt_version`: MQTT 5 (default) or 3.1.1 (session expiry and receive maximum
+    /// do not exist there).
+    pub mqtt_version: MqttVersion,
     /// `ingest.shared_group`; empty for a plain subscription (one process only).
     pub shared_group: String,
     /// `ingest.workers`: concurrent batch handlers (1–256).
@@ -85,6 +88,7 @@ impl IngestOptions {
         IngestOptions {
             mqtt,
             device_topic,
+            mqtt_version: MqttVersion::V5,
             shared_group: "omega-ingest".to_string(),
             workers: 4,
             policy,
@@ -117,6 +121,7 @@ impl IngestOptions {
             mqtt.set_credentials(user.clone(), password.unwrap_or_default());
         }
         let mut opts = IngestOptions::new(mqtt, cfg.ingest.device_topic.clone(), cfg.policy.schema);
+        opts.mqtt_version = cfg.broker.mqtt_version;
         opts.shared_group = cfg.ingest.shared_group.clone().unwrap_or_default();
         opts.workers = usize::try_from(cfg.ingest.workers).unwrap_or(usize::MAX);
         opts.control_resend_after = cfg.control.resend_after;
@@ -154,13 +159,7 @@ pub enum IngestError {
     UnsupportedTransport(String),
     /// The MQTT client's request channel is gone (the event loop stopped).
     #[error("MQTT client: {0}")]
-    Client(Box<rumqttc::v5::ClientError>),
-}
-
-impl From<rumqttc::v5::ClientError> for IngestError {
-    fn from(e: rumqttc::v5::ClientError) -> Self {
-        IngestError::Client(Box::new(e))
-    }
+    Client(#[from] LinkError),
 }
 
 /// Runs ingest until `shutdown` resolves: connects, subscribes (on every connect), and
@@ -201,7 +200,8 @@ pub async fn serve_with_stats<S: Store>(
     // ack queue, and keeps every worker busy.
     let receive_max = u16::try_from(opts.workers.saturating_mul(8).max(16)).unwrap_or(u16::MAX);
     mqtt.set_receive_maximum(Some(receive_max));
-    let (client, mut eventloop) = AsyncClient::new(mqtt, usize::from(receive_max) + 16);
+    let (client, mut eventloop) =
+        link::connect(mqtt, opts.mqtt_version, usize::from(receive_max) + 16);
 
     let (receipt_tx, receipt_flush, mut receipt_task) = match &opts.receipts {
         Some(r) => {
@@ -229,7 +229,7 @@ pub async fn serve_with_stats<S: Store>(
     });
     let permits = Arc::new(Semaphore::new(opts.workers));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Ticket>();
-    let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Publish>();
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Incoming>();
     let acker = tokio::spawn(send_acks(client.clone(), ack_rx, stats.clone()));
     let sweeper = tokio::spawn(sweep_forever(worker.store.clone(), opts.policy));
     // Controls (§14) go out when the cloud has its signing key (the receipts' key).
@@ -248,7 +248,7 @@ pub async fn serve_with_stats<S: Store>(
             )),
         )
     });
-    let mut queue: AckQueue<Publish> = AckQueue::new();
+    let mut queue: AckQueue<Incoming> = AckQueue::new();
     let mut tasks = JoinSet::new();
     let mut reconnect_pause = Duration::from_millis(100);
     tokio::pin!(shutdown);
@@ -264,18 +264,18 @@ pub async fn serve_with_stats<S: Store>(
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             event = eventloop.poll() => match event {
-                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                Ok(LinkEvent::Connected { session_present }) => {
                     reconnect_pause = Duration::from_millis(100);
                     queue.reconnected();
-                    tracing::info!(session_present = ack.session_present, %filter, "connected to the broker");
+                    tracing::info!(session_present, %filter, mqtt = opts.mqtt_version.as_str(), "connected to the broker");
                     // Subscribe on every connect: cheap, and covers a broker that lost the session.
-                    client.subscribe(filter.clone(), QoS::AtLeastOnce).await?;
+                    client.subscribe(filter.clone()).await?;
                 }
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                Ok(LinkEvent::Message(publish)) => {
                     stats.received.fetch_add(1, Ordering::Relaxed);
-                    let topic = String::from_utf8_lossy(&publish.topic).into_owned();
-                    let payload = publish.payload.clone();
-                    let retain = publish.retain;
+                    let topic = publish.topic();
+                    let payload = publish.payload();
+                    let retain = publish.retain();
                     let ticket = queue.push(publish);
                     let worker = worker.clone();
                     let permits = permits.clone();
@@ -286,7 +286,7 @@ pub async fn serve_with_stats<S: Store>(
                         let _ = done.send(ticket);
                     });
                 }
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                Ok(LinkEvent::Subscribed) => {
                     stats.subscribed.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(_) => {}
@@ -389,8 +389,8 @@ async fn sweep_forever<S: Store>(store: S, policy: Policy) {
 }
 
 async fn send_acks(
-    client: AsyncClient,
-    mut rx: mpsc::UnboundedReceiver<Publish>,
+    client: LinkClient,
+    mut rx: mpsc::UnboundedReceiver<Incoming>,
     stats: Arc<IngestStats>,
 ) {
     while let Some(p) = rx.recv().await {

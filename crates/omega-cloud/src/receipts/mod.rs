@@ -27,11 +27,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::ingest::link::LinkClient;
 use omega_protocol::message::SnapshotComplete;
 use omega_protocol::signing::ControlKey;
 use omega_protocol::topic::{DeviceTopicTemplate, Suffix, full_topic};
-use rumqttc::v5::AsyncClient;
-use rumqttc::v5::mqttbytes::QoS;
 use tokio::sync::{mpsc, oneshot};
 
 pub use self::build::{MAX_RECEIPT_BYTES, ReceiptContent, lineage_entries, signed_payloads};
@@ -67,7 +66,7 @@ pub(crate) type DeviceNote = (String, Note);
 /// returns.
 pub(crate) async fn run_sender<S: Store>(
     store: S,
-    client: AsyncClient,
+    client: LinkClient,
     template: DeviceTopicTemplate,
     opts: ReceiptOptions,
     mut notes: mpsc::UnboundedReceiver<DeviceNote>,
@@ -119,7 +118,7 @@ async fn sleep_until(due: Option<Instant>) {
 
 struct Sender<S> {
     store: S,
-    client: AsyncClient,
+    client: LinkClient,
     template: DeviceTopicTemplate,
     opts: ReceiptOptions,
     stats: Arc<IngestStats>,
@@ -151,11 +150,7 @@ impl<S: Store> Sender<S> {
             MAX_RECEIPT_BYTES,
         );
         for payload in payloads {
-            if let Err(e) = self
-                .client
-                .publish(topic.clone(), QoS::AtLeastOnce, false, payload)
-                .await
-            {
+            if let Err(e) = self.client.publish(topic.clone(), payload).await {
                 tracing::warn!(device_id = %device, error = %e, "cannot publish a receipt; retrying next interval");
                 self.stats.receipt_failures.fetch_add(1, Ordering::Relaxed);
                 return Err(pending);

@@ -179,6 +179,25 @@ sqlite-replication:
         }
     }
 
+    /// For a broker that speaks only MQTT 3.1.1 (RabbitMQ's MQTT plugin before 3.13): the
+    /// cloud connects with `broker.mqtt_version: "3.1.1"` and, without shared subscriptions,
+    /// subscribes to the plain filter (one `cloud serve` process).
+    pub(crate) fn mqtt_311_cloud(self) -> Setup {
+        let path = self.path("cloud.yaml");
+        let cloud = std::fs::read_to_string(&path).unwrap();
+        let shared = format!("shared_group: g-{}\n", self.root);
+        let client = format!("client_id: cloud-{}\n", self.root);
+        assert!(
+            cloud.contains(&shared) && cloud.contains(&client),
+            "{cloud}"
+        );
+        let cloud = cloud
+            .replace(&shared, "shared_group: ''\n")
+            .replace(&client, &format!("{client}  mqtt_version: '3.1.1'\n"));
+        std::fs::write(&path, cloud).unwrap();
+        self
+    }
+
     pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
@@ -325,6 +344,16 @@ sqlite-replication:
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Polls until the broker acknowledged (PUBACK) every change the agent captured: no table
+    /// has pending rows.
+    pub(crate) fn wait_broker_took_everything(&self) {
+        omega_testkit::wait::until_true("the broker acknowledged every change", CONVERGE, || {
+            self.agent_status()["tables"].as_array().is_some_and(|ts| {
+                !ts.is_empty() && ts.iter().all(|t| t["pending_rows"].as_i64() == Some(0))
+            })
+        });
     }
 
     /// Polls until the mirror equals the source, then until every table's confirmed cursor
@@ -623,20 +652,7 @@ fn a_broker_that_loses_acknowledged_batches_loses_no_change() {
     // The cloud goes away; the broker takes (PUBACKs) what the agent publishes meanwhile.
     cloud.kill9();
     app_writes(&setup.source(), 3, 5);
-    let config = setup.path("device.yaml");
-    omega_testkit::wait::until_true("the broker acknowledged every change", CONVERGE, || {
-        let out = omega(&[
-            "agent",
-            "status",
-            "--json",
-            "--config",
-            config.to_str().unwrap(),
-        ]);
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        v["tables"].as_array().is_some_and(|ts| {
-            !ts.is_empty() && ts.iter().all(|t| t["pending_rows"].as_i64() == Some(0))
-        })
-    });
+    setup.wait_broker_took_everything();
     // The broker dies with those batches queued for the cloud's session, and forgets them.
     broker.restart();
     let cloud = setup.start_cloud();
