@@ -19,6 +19,8 @@
 mod capture;
 #[cfg(all(feature = "cloud", feature = "broker"))]
 mod e2e;
+#[cfg(feature = "cloud")]
+mod fleet;
 mod latency;
 mod report;
 mod variants;
@@ -40,6 +42,40 @@ pub enum BenchCommand {
     /// store: SQLite always, PostgreSQL with `--postgres`.
     #[cfg(all(feature = "cloud", feature = "broker"))]
     E2e(E2eArgs),
+    /// Many simulated devices into one, then two `omega cloud serve` processes sharing the
+    /// subscription: rows/s, lag and the second process's speed-up.
+    #[cfg(feature = "cloud")]
+    Fleet(FleetArgs),
+}
+
+/// Arguments of `omega bench fleet`.
+#[cfg(feature = "cloud")]
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// Simulated devices (each its own MQTT connection and root topic).
+    #[arg(long, value_name = "N", default_value_t = fleet::DEFAULT_DEVICES,
+          value_parser = clap::value_parser!(u64).range(1..=50_000))]
+    pub devices: u64,
+    /// Batches each device publishes.
+    #[arg(long, value_name = "N", default_value_t = fleet::DEFAULT_BATCHES,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub batches: u64,
+    /// Rows per batch (1–4096, the agent's batch limit).
+    #[arg(long, value_name = "N", default_value_t = fleet::DEFAULT_ROWS,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub rows: u64,
+    /// The store: a fresh database is created next to this PostgreSQL URL's for each run
+    /// (default: a SQLite file).
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
+    /// Use this broker (`mqtt://HOST:PORT`) instead of a private mosquitto; it must queue
+    /// enough for the cloud's session.
+    #[arg(long, value_name = "URL")]
+    pub broker: Option<String>,
+    /// Also replace (or append) this benchmark's section in FILE.
+    #[arg(long, value_name = "FILE", num_args = 0..=1,
+          default_missing_value = "BENCHMARKS.md")]
+    pub write: Option<PathBuf>,
 }
 
 /// Arguments of `omega bench e2e`.
@@ -108,6 +144,20 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 eprintln!(
                     "wrote section `{}` of {}",
                     e2e::SECTION_TITLE,
+                    path.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "cloud")]
+        BenchCommand::Fleet(args) => {
+            let section = fleet::run(&args)?;
+            print!("{section}");
+            if let Some(path) = &args.write {
+                report::write_section(path, fleet::SECTION_TITLE, &section)?;
+                eprintln!(
+                    "wrote section `{}` of {}",
+                    fleet::SECTION_TITLE,
                     path.display()
                 );
             }

@@ -120,3 +120,47 @@ fn bench_capture_refuses_zero_repetitions_as_a_usage_error() {
     let out = omega(&["bench", "capture", "--repeat", "0"], &[]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `omega bench fleet` with a handful of devices: two runs (1 and 2 `cloud serve` processes),
+/// every row of every device mirrored in each (the bench fails otherwise), one table row per
+/// run with the row count, a positive rate and the speed-up as a ratio.
+#[cfg(feature = "cloud")]
+#[test]
+fn bench_fleet_mirrors_every_device_through_one_and_two_cloud_processes() {
+    let out = omega(
+        &[
+            "bench",
+            "fleet",
+            "--devices",
+            "20",
+            "--batches",
+            "2",
+            "--rows",
+            "5",
+        ],
+        &[],
+    );
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("## omega bench fleet\n"), "{text}");
+    let tables = tables(&text);
+    assert_eq!(tables.len(), 1, "{text}");
+    let runs = &tables[0][1..];
+    assert_eq!(runs.len(), 2, "{text}");
+    for (row, processes) in runs.iter().zip(["1", "2"]) {
+        assert_eq!(row[0], processes, "{text}");
+        assert_eq!(row[1], "200", "20 devices × 2 batches × 5 rows: {text}");
+        assert!(
+            row[2]
+                .replace(',', "")
+                .parse::<f64>()
+                .is_ok_and(|r| r > 0.0),
+            "{text}"
+        );
+        assert!(is_ratio(&row[3]), "{text}");
+    }
+}
