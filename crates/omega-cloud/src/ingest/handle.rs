@@ -52,6 +52,9 @@ pub struct IngestStats {
     pub receipts: AtomicU64,
     /// Receipt sends that failed (store read or publish) and were retried.
     pub receipt_failures: AtomicU64,
+    /// Seconds from receiving a batch to the commit of its effects (store retries included),
+    /// for batches applied.
+    pub apply_latency: crate::metrics::Histogram,
 }
 
 impl IngestStats {
@@ -117,7 +120,11 @@ impl<S: Store> Worker<S> {
 
     /// Handles one message until its effects are committed.
     pub async fn handle(&self, topic: &str, payload: &[u8], retain: bool) -> Handled {
+        let started = std::time::Instant::now();
         let outcome = self.handle_inner(topic, payload, retain).await;
+        if outcome == Handled::Applied {
+            self.stats.apply_latency.observe(started.elapsed());
+        }
         let counter = match outcome {
             Handled::Applied => &self.stats.applied,
             Handled::Duplicate => &self.stats.duplicates,
