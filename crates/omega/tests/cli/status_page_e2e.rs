@@ -131,6 +131,11 @@ fn status_page_in_a_headless_browser_shows_the_running_replication_and_metrics_c
         applied
     );
     assert!(sample(&text, "omega_cloud_apply_latency_seconds_sum") > 0.0);
+    assert!(
+        sample(&text, "omega_cloud_rows_materialized_total") > 0.0,
+        "{text}"
+    );
+    assert_eq!(sample(&text, "omega_cloud_rows_failed_total"), 0.0);
     for t in ["readings", "order"] {
         let labels = format!("{{device=\"{}\",table=\"{t}\"}}", setup.device);
         assert_eq!(
