@@ -36,6 +36,7 @@ pub mod dedupe;
 pub mod ingest;
 pub mod lineage;
 pub mod materialize;
+pub mod metrics;
 pub mod naming;
 pub mod policy;
 pub mod quarantine;

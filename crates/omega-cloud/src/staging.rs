@@ -2,6 +2,8 @@
 //! key (device, table, epoch, `source_pk_hash`, `commit_seq`) until their hash is approved and
 //! the lineage flows again; then replayed in (epoch, `commit_seq`) order.
 
+pub mod ops;
+
 use omega_protocol::message::{Op, Record, RowChange, SnapshotMarker};
 use time::OffsetDateTime;
 use uuid::Uuid;

@@ -18,7 +18,7 @@ use crate::materialize::affinity_name;
 use crate::quarantine::QuarantineEntry;
 use crate::schema_review::ops::ReviewDetail;
 use crate::schema_review::{Review, SchemaDiff};
-use crate::staging::StagedRow;
+use crate::staging::{StagedRow, StagedSample};
 use crate::ts_read::{LineageSamples, RowsView};
 
 /// A list page (§18.4). The store reads return whole lists, so `next_cursor` is null.
@@ -127,6 +127,20 @@ pub fn staged_row(s: &StagedRow) -> Value {
         "schema_hash": s.schema_hash,
         "reason": s.reason.as_str(),
         "batch_id": s.batch_id.to_string(),
+        "staged_at": time(s.staged_at),
+    })
+}
+
+/// A staged telemetry sample (`GET /v1/lineages/{id}/staged` item).
+pub fn staged_sample(s: &StagedSample) -> Value {
+    json!({
+        "device_id": s.device_id,
+        "row_id": s.row_id,
+        "ts": time(s.event_ts),
+        "fields": record(&s.fields),
+        "schema_hash": s.schema_hash,
+        "batch_id": s.batch_id.to_string(),
+        "batch_seq": s.batch_seq,
         "staged_at": time(s.staged_at),
     })
 }

@@ -7,12 +7,14 @@
 //!
 //! The status page `/` answers only clients on a loopback address (no token needed).
 //!
-//! Routes whose backend does not exist yet (purge-staged, staged rows, JITR; pause
-//! and resume without a control key) answer 501 `not_implemented`.
+//! Routes whose backend does not exist yet (JITR; pause and resume without a control key)
+//! answer 501 `not_implemented`.
 
 pub mod error;
 pub mod idempotency;
+mod metrics;
 mod routes;
+mod staged;
 mod status_page;
 
 use std::sync::Arc;
@@ -91,21 +93,15 @@ impl ApiState {
 pub fn router(state: ApiState) -> Router {
     let ni = |what: &'static str| move || async move { ApiError::NotImplemented(what) };
     let protected = Router::new()
-        .route("/v1/metrics", get(routes::metrics))
+        .route("/v1/metrics", get(metrics::metrics))
         .route("/v1/lineages", get(routes::lineages))
         .route("/v1/lineages/{id}", get(routes::lineage))
         .route("/v1/lineages/{id}/rows", get(routes::rows))
-        .route(
-            "/v1/lineages/{id}/staged",
-            get(ni("GET /v1/lineages/{id}/staged")),
-        )
+        .route("/v1/lineages/{id}/staged", get(staged::staged))
         .route("/v1/lineages/{id}/pause", post(routes::pause))
         .route("/v1/lineages/{id}/resume", post(routes::resume))
         .route("/v1/lineages/{id}/resnapshot", post(routes::resnapshot))
-        .route(
-            "/v1/lineages/{id}/purge-staged",
-            post(ni("POST /v1/lineages/{id}/purge-staged")),
-        )
+        .route("/v1/lineages/{id}/purge-staged", post(staged::purge_staged))
         .route("/v1/reviews", get(routes::reviews))
         .route("/v1/reviews/{id}", get(routes::review))
         .route("/v1/reviews/{id}/approve", post(routes::approve))

@@ -1,15 +1,14 @@
 //! Route handlers. Each reads or writes through the crate's operations (`lineage::ops`,
 //! `schema_review::ops`, `quarantine`) and answers with the JSON of [`crate::view`].
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -24,21 +23,21 @@ use crate::schema_review::{ColumnAction, ReviewStatus};
 use crate::store::{LineageFilter, Store};
 use crate::{lineage, quarantine, schema_review, view, with_store};
 
-type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
+pub(super) type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
 
-fn params(p: Params) -> Result<HashMap<String, String>, ApiError> {
+pub(super) fn params(p: Params) -> Result<HashMap<String, String>, ApiError> {
     p.map(|Query(m)| m)
         .map_err(|e| ApiError::InvalidRequest(e.body_text()))
 }
 
-type IdPath = Result<Path<String>, PathRejection>;
+pub(super) type IdPath = Result<Path<String>, PathRejection>;
 
-fn path_id(p: IdPath) -> Result<String, ApiError> {
+pub(super) fn path_id(p: IdPath) -> Result<String, ApiError> {
     p.map(|Path(id)| id)
         .map_err(|e| ApiError::InvalidRequest(e.body_text()))
 }
 
-fn uuid(id: &str) -> Result<Uuid, ApiError> {
+pub(super) fn uuid(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id).map_err(|_| ApiError::InvalidRequest(format!("`{id}` is not a UUID")))
 }
 
@@ -52,9 +51,9 @@ fn flag(p: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> {
     }
 }
 
-/// One page of a whole list (§18.4): `limit` (1–1000, default 100) and `cursor` (the opaque
-/// position returned as `next_cursor`).
-fn page(p: &HashMap<String, String>, items: Vec<Value>) -> Result<Value, ApiError> {
+/// `limit` (1–1000, default 100) and `cursor` (the opaque position returned as
+/// `next_cursor`, an offset) of a list (§18.4).
+pub(super) fn page_params(p: &HashMap<String, String>) -> Result<(usize, usize), ApiError> {
     let limit = match p.get("limit") {
         None => 100,
         Some(l) => match l.parse::<usize>() {
@@ -72,6 +71,12 @@ fn page(p: &HashMap<String, String>, items: Vec<Value>) -> Result<Value, ApiErro
             .parse::<usize>()
             .map_err(|_| ApiError::InvalidRequest(format!("`cursor` `{c}` is not valid")))?,
     };
+    Ok((limit, start))
+}
+
+/// One page of a whole list (§18.4), see [`page_params`].
+fn page(p: &HashMap<String, String>, items: Vec<Value>) -> Result<Value, ApiError> {
+    let (limit, start) = page_params(p)?;
     let end = start.saturating_add(limit).min(items.len());
     let next = (end < items.len()).then(|| end.to_string());
     let items: Vec<Value> = items
@@ -116,130 +121,6 @@ pub(super) async fn health(State(state): State<ApiState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// `GET /v1/metrics`: Prometheus text (§19) from the ingest counters of this process and a
-/// store read of lineages and pending reviews.
-pub(super) async fn metrics(State(state): State<ApiState>) -> Response {
-    let mut out = String::new();
-    let mut counter = |name: &str, help: &str, v: u64| {
-        let _ = writeln!(out, "# HELP omega_cloud_{name} {help}");
-        let _ = writeln!(out, "# TYPE omega_cloud_{name} counter");
-        let _ = writeln!(out, "omega_cloud_{name} {v}");
-    };
-    if let Some(s) = &state.inner.stats {
-        let l = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-        counter(
-            "messages_received_total",
-            "Messages received on the subscription.",
-            l(&s.received),
-        );
-        counter(
-            "batches_applied_total",
-            "Batches applied (materialized and/or staged).",
-            l(&s.applied),
-        );
-        counter(
-            "batches_quarantined_total",
-            "Messages quarantined.",
-            l(&s.quarantined),
-        );
-        counter(
-            "duplicate_deliveries_total",
-            "Deliveries of a batch already in the ledger.",
-            l(&s.duplicates),
-        );
-        counter(
-            "schema_observations_total",
-            "Schema observations recorded.",
-            l(&s.observations),
-        );
-        counter(
-            "control_acks_total",
-            "Control ACKs received.",
-            l(&s.control_acks),
-        );
-        counter(
-            "messages_skipped_total",
-            "Messages skipped (own topics, retained).",
-            l(&s.skipped),
-        );
-        counter(
-            "store_retries_total",
-            "Store attempts that failed and were retried.",
-            l(&s.store_retries),
-        );
-        counter("pubacks_total", "PUBACKs sent.", l(&s.acked));
-        counter(
-            "subscriptions_total",
-            "Subscriptions the broker confirmed.",
-            l(&s.subscribed),
-        );
-        counter("receipts_total", "Receipts published.", l(&s.receipts));
-        counter(
-            "receipt_failures_total",
-            "Receipt sends that failed and were retried.",
-            l(&s.receipt_failures),
-        );
-    }
-    let gauges = with_store!(&state.inner.store, s => async {
-        let lineages = lineage::ops::list(s, &LineageFilter::default()).await?;
-        let pending = schema_review::ops::list(s, Some(ReviewStatus::Pending)).await?;
-        Ok::<_, crate::store::StoreError>((lineages, pending.len()))
-    }.await);
-    let up = gauges.is_ok();
-    let _ = writeln!(
-        out,
-        "# HELP omega_cloud_store_up Whether the last store read succeeded.\n\
-         # TYPE omega_cloud_store_up gauge\nomega_cloud_store_up {}",
-        u8::from(up)
-    );
-    match gauges {
-        Ok((lineages, pending)) => lineage_gauges(&mut out, &lineages, pending),
-        Err(e) => tracing::warn!(error = %e, "metrics: store read failed"),
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
-}
-
-fn lineage_gauges(out: &mut String, lineages: &[Lineage], pending_reviews: usize) {
-    let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut by_cause: BTreeMap<&str, u64> = BTreeMap::new();
-    let (mut rows, mut bytes) = (0i64, 0i64);
-    for s in [LineageStatus::Active, LineageStatus::Paused] {
-        by_status.insert(s.as_str(), 0);
-    }
-    for l in lineages {
-        *by_status.entry(l.status().as_str()).or_default() += 1;
-        for c in &l.pause_causes {
-            *by_cause.entry(c.as_str()).or_default() += 1;
-        }
-        rows += l.staged_rows;
-        bytes += l.staged_bytes;
-    }
-    let _ = writeln!(
-        out,
-        "# HELP omega_cloud_lineages Lineages by status.\n# TYPE omega_cloud_lineages gauge"
-    );
-    for (s, n) in by_status {
-        let _ = writeln!(out, "omega_cloud_lineages{{status=\"{s}\"}} {n}");
-    }
-    let _ = writeln!(
-        out,
-        "# HELP omega_cloud_paused_lineages Paused lineages by cause.\n\
-         # TYPE omega_cloud_paused_lineages gauge"
-    );
-    for (c, n) in by_cause {
-        let _ = writeln!(out, "omega_cloud_paused_lineages{{cause=\"{c}\"}} {n}");
-    }
-    let _ = writeln!(
-        out,
-        "# HELP omega_cloud_staged_rows Staged rows over all lineages.\n\
-         # TYPE omega_cloud_staged_rows gauge\nomega_cloud_staged_rows {rows}\n\
-         # HELP omega_cloud_staged_bytes Staged bytes over all lineages.\n\
-         # TYPE omega_cloud_staged_bytes gauge\nomega_cloud_staged_bytes {bytes}\n\
-         # HELP omega_cloud_pending_reviews Reviews awaiting a decision.\n\
-         # TYPE omega_cloud_pending_reviews gauge\nomega_cloud_pending_reviews {pending_reviews}"
-    );
-}
-
 /// `GET /v1/lineages?device=&table=&status=`.
 pub(super) async fn lineages(
     State(state): State<ApiState>,
@@ -262,7 +143,7 @@ pub(super) async fn lineages(
     Ok(Json(page(&p, items)?).into_response())
 }
 
-async fn lineage_by_id(state: &ApiState, id: &str) -> Result<Lineage, ApiError> {
+pub(super) async fn lineage_by_id(state: &ApiState, id: &str) -> Result<Lineage, ApiError> {
     let id = uuid(id)?;
     let all = LineageFilter::default();
     let all = with_store!(&state.inner.store, s => lineage::ops::list(s, &all).await)?;
@@ -368,7 +249,7 @@ struct RejectBody {
     reason: Option<String>,
 }
 
-fn body<T: for<'de> Deserialize<'de> + Default>(
+pub(super) fn body<T: for<'de> Deserialize<'de> + Default>(
     b: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
     let b = b.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;

@@ -1,6 +1,7 @@
-//! The status page `/` (`cloud.md` §18.1): lineages, pending reviews and the age of each
-//! lineage's last batch, as plain HTML. Open without a token, but only to clients connecting
-//! from a loopback address; anyone else gets 404.
+//! The status page `/` (`cloud.md` §18.1): lineages, pending reviews, the quarantine count and
+//! the age of each lineage's last batch, as plain HTML that reloads itself every
+//! [`REFRESH_SECONDS`]. Open without a token, but only to clients connecting from a loopback
+//! address; anyone else gets 404.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -10,9 +11,13 @@ use axum::response::{Html, IntoResponse, Response};
 use time::OffsetDateTime;
 
 use super::{ApiError, ApiState};
+use crate::quarantine::QuarantineFilter;
 use crate::schema_review::ReviewStatus;
 use crate::store::LineageFilter;
-use crate::{lineage, schema_review, with_store};
+use crate::{lineage, quarantine, schema_review, with_store};
+
+/// How often the page reloads itself (`<meta http-equiv="refresh">`).
+pub const REFRESH_SECONDS: u32 = 5;
 
 fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -49,11 +54,15 @@ async fn render(state: &ApiState) -> Result<String, ApiError> {
     let lineages = with_store!(&state.inner.store, s => lineage::ops::list(s, &all).await)?;
     let pending = Some(ReviewStatus::Pending);
     let reviews = with_store!(&state.inner.store, s => schema_review::ops::list(s, pending).await)?;
+    let all = QuarantineFilter::default();
+    let quarantined = with_store!(&state.inner.store, s => quarantine::list(s, &all).await)?.len();
     let now = OffsetDateTime::now_utc();
-    let mut h = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Omega cloud</title>\
-         <style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:left}</style>\
-         </head><body><h1>Omega cloud</h1>",
+    let mut h = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"{REFRESH_SECONDS}\"><title>Omega cloud</title>\
+         <style>body{{font-family:sans-serif}}td,th{{padding:2px 8px;text-align:left}}</style>\
+         </head><body><h1>Omega cloud</h1><p id=\"quarantine\">Quarantined messages and rows: \
+         {quarantined}</p>",
     );
     let _ = write!(
         h,

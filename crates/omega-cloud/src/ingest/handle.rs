@@ -15,7 +15,7 @@ use uuid::Uuid;
 use omega_protocol::message::RejectedBatch as ReceiptRejection;
 use tokio::sync::mpsc;
 
-use crate::apply::{ApplyError, ApplyOutcome, apply_row_batch};
+use crate::apply::{ApplyError, ApplyOutcome, ApplyReport, apply_row_batch};
 use crate::dedupe::BatchKind;
 use crate::policy::Policy;
 use crate::quarantine::{RejectedBatch, RejectedMessage, RejectionOutcome, quarantine_message};
@@ -52,11 +52,31 @@ pub struct IngestStats {
     pub receipts: AtomicU64,
     /// Receipt sends that failed (store read or publish) and were retried.
     pub receipt_failures: AtomicU64,
+    /// Row changes and samples of applied batches written to a mirror or telemetry table
+    /// (version no-ops included).
+    pub rows_materialized: AtomicU64,
+    /// Row changes and samples of applied batches staged (§9).
+    pub rows_staged: AtomicU64,
+    /// Row changes and samples refused by the fit check and quarantined (§10.4).
+    pub rows_failed: AtomicU64,
+    /// Seconds from receiving a batch to the commit of its effects (store retries included),
+    /// for batches applied.
+    pub apply_latency: crate::metrics::Histogram,
 }
 
 impl IngestStats {
     fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts the rows of an applied batch.
+    fn count_rows(&self, r: &ApplyReport) {
+        let add = |c: &AtomicU64, n: usize| {
+            c.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed)
+        };
+        add(&self.rows_materialized, r.materialized);
+        add(&self.rows_staged, r.staged);
+        add(&self.rows_failed, r.failed);
     }
 }
 
@@ -117,7 +137,11 @@ impl<S: Store> Worker<S> {
 
     /// Handles one message until its effects are committed.
     pub async fn handle(&self, topic: &str, payload: &[u8], retain: bool) -> Handled {
+        let started = std::time::Instant::now();
         let outcome = self.handle_inner(topic, payload, retain).await;
+        if outcome == Handled::Applied {
+            self.stats.apply_latency.observe(started.elapsed());
+        }
         let counter = match outcome {
             Handled::Applied => &self.stats.applied,
             Handled::Duplicate => &self.stats.duplicates,
@@ -182,6 +206,7 @@ impl<S: Store> Worker<S> {
                     match outcome {
                         Ok(ApplyOutcome::Duplicate) => return Handled::Duplicate,
                         Ok(ApplyOutcome::Applied(report)) => {
+                            self.stats.count_rows(&report);
                             tracing::debug!(
                                 device_id = %device, table = %batch.source_table,
                                 materialized = report.materialized,
@@ -221,7 +246,10 @@ impl<S: Store> Worker<S> {
                     }
                     match outcome {
                         Ok(ApplyOutcome::Duplicate) => return Handled::Duplicate,
-                        Ok(ApplyOutcome::Applied(_)) => return Handled::Applied,
+                        Ok(ApplyOutcome::Applied(report)) => {
+                            self.stats.count_rows(&report);
+                            return Handled::Applied;
+                        }
                         Ok(ApplyOutcome::Rejected { .. }) => return Handled::Quarantined,
                         Err(ApplyError::InvalidId { field, value }) => {
                             let rejection = Rejection {

@@ -421,6 +421,34 @@ pub trait StoreTx: Send {
         limit: usize,
     ) -> impl Future<Output = StoreResult<(i64, Vec<StagedRow>)>> + Send;
 
+    /// One page of the staged rows of (device, table) in (epoch, `commit_seq`) order: at
+    /// most `limit` after skipping `offset`; with the number of staged rows it has in all.
+    fn staged_rows_page(
+        &mut self,
+        device: &str,
+        table: &str,
+        offset: usize,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<(i64, Vec<StagedRow>)>> + Send;
+    /// One page of the staged samples of (device, table) in (`batch_seq`, event time,
+    /// `row_id`) order: at most `limit` after skipping `offset`.
+    fn staged_samples_page(
+        &mut self,
+        device: &str,
+        table: &str,
+        offset: usize,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<StagedSample>>> + Send;
+    /// Removes the staged rows and samples of (device, table) whose hash is rejected in
+    /// `scope` (only those of `hash`, when given). Returns (entries, bytes) removed.
+    fn staged_purge(
+        &mut self,
+        scope: &Scope,
+        device: &str,
+        table: &str,
+        hash: Option<&str>,
+    ) -> impl Future<Output = StoreResult<(i64, i64)>> + Send;
+
     /// The next staged samples of (device, table) whose hash is approved in `scope`, in
     /// (`batch_seq`, event time, `row_id`) order (§9.3).
     fn staged_samples_replayable(
@@ -525,6 +553,8 @@ pub trait StoreTx: Send {
         attempts: i64,
         next_attempt_at: OffsetDateTime,
     ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// How many controls are not acknowledged yet (`pending`), over all devices.
+    fn controls_pending(&mut self) -> impl Future<Output = StoreResult<i64>> + Send;
     /// Every control of a device, by `control_seq`.
     fn controls_of(
         &mut self,

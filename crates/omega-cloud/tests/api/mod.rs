@@ -139,88 +139,30 @@ async fn without_a_token_no_authentication_is_asked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_have_the_one_shape() {
+    use StatusCode as S;
     let (store, _g) = sqlite_store().await;
     let (st, _) = state(AnyStore::Sqlite(store), Some(TOKEN));
-    let r = get(&st, &format!("/v1/lineages/{}", Uuid::now_v7())).await;
-    assert_eq!(
-        (r.status, r.error_code()),
-        (StatusCode::NOT_FOUND, "not_found".into())
-    );
-    let r = get(&st, &format!("/v1/reviews/{}", Uuid::now_v7())).await;
-    assert_eq!(
-        (r.status, r.error_code()),
-        (StatusCode::NOT_FOUND, "not_found".into())
-    );
-    let r = get(&st, "/v1/nothing-here").await;
-    assert_eq!(
-        (r.status, r.error_code()),
-        (StatusCode::NOT_FOUND, "not_found".into())
-    );
-    let r = get(&st, "/v1/lineages/not-a-uuid").await;
-    assert_eq!(
-        (r.status, r.error_code()),
-        (StatusCode::BAD_REQUEST, "invalid_request".into())
-    );
-    let r = get(&st, "/v1/lineages?limit=1001").await;
-    assert_eq!(
-        (r.status, r.error_code()),
-        (StatusCode::BAD_REQUEST, "invalid_request".into())
-    );
-    let r = call(&st, "DELETE", "/v1/lineages", Some(TOKEN), None, None).await;
-    assert_eq!(
-        (r.status, r.error_code()),
-        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed".into())
-    );
-    let r = call(
-        &st,
-        "POST",
-        &format!("/v1/reviews/{}/reject", Uuid::now_v7()),
-        Some(TOKEN),
-        None,
-        Some(json!([1])),
-    )
-    .await;
-    assert_eq!(
-        (r.status, r.error_code()),
-        (StatusCode::BAD_REQUEST, "invalid_request".into())
-    );
-    let r = get(&st, "/v1/lineages?status=sleeping").await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let id = Uuid::now_v7();
-    // Without a control key, pause and resume are 501 too.
-    for path in ["pause", "resume", "resnapshot", "purge-staged"] {
-        let r = call(
-            &st,
-            "POST",
-            &format!("/v1/lineages/{id}/{path}"),
-            Some(TOKEN),
-            None,
-            None,
-        )
-        .await;
-        assert_eq!(
-            (r.status, r.error_code()),
-            (StatusCode::NOT_IMPLEMENTED, "not_implemented".into()),
-            "{path}"
-        );
+    // Unknown ids, malformed ids and bad bodies of each route are in
+    // `every_route_refuses_a_missing_token_unknown_ids_and_bad_input`.
+    #[rustfmt::skip]
+    let cases = [
+        ("GET", "/v1/nothing-here".to_string(), None, S::NOT_FOUND, "not_found"),
+        ("DELETE", "/v1/lineages".into(), None, S::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        ("GET", "/v1/lineages?status=sleeping".into(), None, S::BAD_REQUEST, "invalid_request"),
+        ("POST", format!("/v1/reviews/{id}/approve"), Some(json!({"all_mirror": "yes"})),
+            S::BAD_REQUEST, "invalid_request"),
+        // Without a control key, pause, resume and resnapshot are 501.
+        ("POST", format!("/v1/lineages/{id}/pause"), None, S::NOT_IMPLEMENTED, "not_implemented"),
+        ("POST", format!("/v1/lineages/{id}/resume"), None, S::NOT_IMPLEMENTED, "not_implemented"),
+        ("POST", format!("/v1/lineages/{id}/resnapshot"), None, S::NOT_IMPLEMENTED, "not_implemented"),
+    ];
+    for (method, uri, body, status, code) in cases {
+        let r = call(&st, method, &uri, Some(TOKEN), None, body).await;
+        expect(&r, status, code, &format!("{method} {uri}"));
     }
-    let r = get(&st, &format!("/v1/lineages/{id}/staged")).await;
-    assert_eq!(r.status, StatusCode::NOT_IMPLEMENTED);
     let r = call(&st, "POST", "/v1/jitr", None, None, Some(json!({}))).await;
-    assert_eq!(r.status, StatusCode::NOT_IMPLEMENTED);
-    let r = call(
-        &st,
-        "POST",
-        &format!("/v1/reviews/{id}/approve"),
-        Some(TOKEN),
-        None,
-        Some(json!({"all_mirror": "yes"})),
-    )
-    .await;
-    assert_eq!(
-        (r.status, r.error_code()),
-        (StatusCode::BAD_REQUEST, "invalid_request".into())
-    );
+    expect(&r, StatusCode::NOT_IMPLEMENTED, "not_implemented", "jitr");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,7 +190,12 @@ async fn metrics_are_prometheus_text() {
         "omega_cloud_lineages{status=\"paused\"} 1",
         "omega_cloud_paused_lineages{cause=\"schema_review\"} 1",
         "omega_cloud_staged_rows 1",
+        "omega_cloud_lineage_staged_rows{device=\"d1\",table=\"device_state\"} 1",
         "omega_cloud_pending_reviews 1",
+        "omega_cloud_controls_pending 0",
+        "# TYPE omega_cloud_apply_latency_seconds histogram",
+        "omega_cloud_apply_latency_seconds_bucket{le=\"+Inf\"} 0",
+        "omega_cloud_apply_latency_seconds_count 0",
     ] {
         assert!(
             r.text.lines().any(|l| l == line),
@@ -256,6 +203,29 @@ async fn metrics_are_prometheus_text() {
             r.text
         );
     }
+    let bytes = "omega_cloud_lineage_staged_bytes{device=\"d1\",table=\"device_state\"} ";
+    let bytes = r.text.lines().find_map(|l| l.strip_prefix(bytes));
+    assert!(
+        bytes.is_some_and(|b| b.parse::<i64>().unwrap() > 0),
+        "{}",
+        r.text
+    );
+    // An operator pause queues a control no device acknowledged yet.
+    let st = st.with_control_key(omega_protocol::signing::ControlKey::ed25519_from_secret(
+        &[7; 32],
+    ));
+    let lid = get(&st, "/v1/lineages").await.json()["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pause = format!("/v1/lineages/{lid}/pause");
+    let r = call(&st, "POST", &pause, Some(TOKEN), None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let text = get(&st, "/v1/metrics").await.text;
+    assert!(
+        text.lines().any(|l| l == "omega_cloud_controls_pending 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -563,18 +533,38 @@ async fn health_is_degraded_when_the_store_is_gone() {
         (&v["status"], &v["store"]),
         (&json!("degraded"), &json!("unavailable"))
     );
-    // Other routes answer with the error shape and no internals.
-    let r = get(&st, "/v1/lineages").await;
-    assert!(r.status.is_server_error(), "{}", r.text);
-    let code = r.error_code();
-    assert!(code == "store_unavailable" || code == "internal", "{code}");
+    // Every other route answers with the error shape and no internals.
+    let st = st.with_control_key(omega_protocol::signing::ControlKey::ed25519_from_secret(
+        &[7; 32],
+    ));
+    let (l, rv) = (Uuid::now_v7().to_string(), Uuid::now_v7().to_string());
+    for &(method, template) in PROTECTED.iter().filter(|(_, p)| *p != "/v1/metrics") {
+        let uri = route(template, &l, &rv);
+        let body = (method == "POST").then(|| json!({}));
+        let r = call(&st, method, &uri, Some(TOKEN), None, body).await;
+        assert!(r.status.is_server_error(), "{uri}: {}", r.text);
+        let code = r.error_code();
+        assert!(
+            code == "store_unavailable" || code == "internal",
+            "{uri}: {code}"
+        );
+        let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains("log reference"), "{uri}: {message}");
+        for secret in ["omega_test_", "PostgreSQL", "SQLSTATE", "postgres://"] {
+            assert!(
+                !r.text.contains(secret),
+                "{uri} leaks `{secret}`: {}",
+                r.text
+            );
+        }
+    }
+    let r = get(&st, "/v1/metrics").await;
+    assert_eq!(r.status, StatusCode::OK);
     assert!(
-        r.json()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("log reference")
+        r.text.lines().any(|l| l == "omega_cloud_store_up 0"),
+        "{}",
+        r.text
     );
-    assert!(!r.text.contains("omega_test_"), "{}", r.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -731,4 +721,205 @@ async fn operator_pause_and_resume_queue_controls() {
     )
     .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+/// Every route behind the token: (method, path), `{l}` standing for a lineage id and `{r}`
+/// for a review id.
+const PROTECTED: &[(&str, &str)] = &[
+    ("GET", "/v1/metrics"),
+    ("GET", "/v1/lineages"),
+    ("GET", "/v1/lineages/{l}"),
+    ("GET", "/v1/lineages/{l}/rows"),
+    ("GET", "/v1/lineages/{l}/staged"),
+    ("POST", "/v1/lineages/{l}/pause"),
+    ("POST", "/v1/lineages/{l}/resume"),
+    ("POST", "/v1/lineages/{l}/resnapshot"),
+    ("POST", "/v1/lineages/{l}/purge-staged"),
+    ("GET", "/v1/reviews"),
+    ("GET", "/v1/reviews/{r}"),
+    ("POST", "/v1/reviews/{r}/approve"),
+    ("POST", "/v1/reviews/{r}/reject"),
+    ("GET", "/v1/quarantine"),
+];
+
+fn route(template: &str, lineage: &str, review: &str) -> String {
+    template.replace("{l}", lineage).replace("{r}", review)
+}
+
+/// Asserts status and error code.
+#[track_caller]
+fn expect(r: &Reply, status: StatusCode, code: &str, what: &str) {
+    assert_eq!(
+        (r.status, r.error_code()),
+        (status, code.into()),
+        "{what}: {}",
+        r.text
+    );
+}
+
+/// A store with one staged lineage (`d1`/`device_state`, review pending) behind a token and
+/// a control key; its lineage and review ids.
+async fn one_lineage(store: AnyStore) -> (ApiState, String, String) {
+    let b = batch(
+        &device_state(),
+        epoch(1),
+        vec![upsert(1, 1, "a"), upsert(2, 2, "b"), delete(3, 3)],
+    );
+    omega_cloud::with_store!(&store, s => { apply(s, &Policy::default(), "d1", &b).await; });
+    let (st, _) = state(store, Some(TOKEN));
+    let st = st.with_control_key(omega_protocol::signing::ControlKey::ed25519_from_secret(
+        &[7; 32],
+    ));
+    let id = |v: Value| v["items"][0]["id"].as_str().unwrap().to_string();
+    let lid = id(get(&st, "/v1/lineages").await.json());
+    let rid = id(get(&st, "/v1/reviews").await.json());
+    (st, lid, rid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_refuses_a_missing_token_unknown_ids_and_bad_input() {
+    let (store, _g) = sqlite_store().await;
+    let (st, lid, rid) = one_lineage(AnyStore::Sqlite(store)).await;
+    let unknown = Uuid::now_v7().to_string();
+    for &(method, template) in PROTECTED {
+        let uri = route(template, &lid, &rid);
+        for token in [None, Some("wrong")] {
+            let r = call(&st, method, &uri, token, None, None).await;
+            expect(&r, StatusCode::UNAUTHORIZED, "unauthorized", &uri);
+        }
+        if template.contains('{') {
+            let uri = route(template, &unknown, &unknown);
+            let r = call(&st, method, &uri, Some(TOKEN), None, None).await;
+            expect(&r, StatusCode::NOT_FOUND, "not_found", &uri);
+            let uri = route(template, "not-a-uuid", "not-a-uuid");
+            let r = call(&st, method, &uri, Some(TOKEN), None, None).await;
+            expect(&r, StatusCode::BAD_REQUEST, "invalid_request", &uri);
+        }
+    }
+    // Bodies that are not the route's JSON object.
+    for template in [
+        "/v1/lineages/{l}/pause",
+        "/v1/lineages/{l}/purge-staged",
+        "/v1/reviews/{r}/approve",
+        "/v1/reviews/{r}/reject",
+    ] {
+        let uri = route(template, &lid, &rid);
+        for bad in [json!([1]), json!({"no_such_field": 1}), json!("text")] {
+            let r = call(&st, "POST", &uri, Some(TOKEN), None, Some(bad.clone())).await;
+            expect(
+                &r,
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &format!("{uri} {bad}"),
+            );
+        }
+    }
+    // Query parameters out of range.
+    for uri in [
+        "/v1/lineages?limit=0".to_string(),
+        "/v1/reviews?limit=1001".to_string(),
+        "/v1/quarantine?cursor=x".to_string(),
+        format!("/v1/lineages/{lid}/staged?limit=0"),
+        format!("/v1/lineages/{lid}/rows?include_deleted=maybe"),
+    ] {
+        expect(
+            &get(&st, &uri).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &uri,
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_staged_rows_are_listed_and_purged() {
+    let (store, _g) = sqlite_store().await;
+    staged_flow(AnyStore::Sqlite(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_staged_rows_are_listed_and_purged() {
+    let (store, _g) = postgres_store().await;
+    staged_flow(AnyStore::Postgres(store)).await;
+}
+
+/// `GET /v1/lineages/{id}/staged` pages in version order; `purge-staged` refuses a pending
+/// hash (409), purges a rejected one once, and replays its answer for the same
+/// `Idempotency-Key`.
+async fn staged_flow(store: AnyStore) {
+    let (st, lid, rid) = one_lineage(store).await;
+    let staged = format!("/v1/lineages/{lid}/staged");
+    let v = get(&st, &format!("{staged}?limit=2")).await.json();
+    assert_eq!(v["lineage_id"], lid.as_str());
+    assert_eq!(v["next_cursor"], "2", "{v}");
+    let first = &v["items"][0];
+    assert_eq!(
+        (&first["commit_seq"], &first["op"], &first["reason"]),
+        (&json!(1), &json!("update"), &json!("schema_review")),
+        "{v}"
+    );
+    assert_eq!(first["pk"], json!({"id": 1}));
+    assert_eq!(first["row"], json!({"id": 1, "mode": "a"}));
+    let v = get(&st, &format!("{staged}?limit=2&cursor=2")).await.json();
+    assert_eq!(v["next_cursor"], Value::Null);
+    assert_eq!(
+        (&v["items"][0]["op"], &v["items"][0]["row"]),
+        (&json!("delete"), &Value::Null)
+    );
+
+    let purge = format!("/v1/lineages/{lid}/purge-staged");
+    let r = call(&st, "POST", &purge, Some(TOKEN), None, None).await;
+    expect(&r, StatusCode::CONFLICT, "nothing_to_purge", "pending hash");
+    let r = call(
+        &st,
+        "POST",
+        &purge,
+        Some(TOKEN),
+        None,
+        Some(json!({"schema_hash": ""})),
+    )
+    .await;
+    expect(&r, StatusCode::BAD_REQUEST, "invalid_request", "empty hash");
+    let reject = format!("/v1/reviews/{rid}/reject");
+    let r = call(&st, "POST", &reject, Some(TOKEN), None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    let first = call(
+        &st,
+        "POST",
+        &purge,
+        Some(TOKEN),
+        Some("p-1"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    let v = first.json();
+    assert_eq!(v["purged_rows"], 3, "{v}");
+    assert!(v["purged_bytes"].as_i64().unwrap() > 0, "{v}");
+    assert_eq!(
+        (&v["lineage"]["staged_rows"], &v["lineage"]["staged_bytes"]),
+        (&json!(0), &json!(0))
+    );
+    let again = call(
+        &st,
+        "POST",
+        &purge,
+        Some(TOKEN),
+        Some("p-1"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!((again.status, &again.text), (StatusCode::OK, &first.text));
+    let r = call(&st, "POST", &purge, Some(TOKEN), None, Some(json!({}))).await;
+    expect(
+        &r,
+        StatusCode::CONFLICT,
+        "nothing_to_purge",
+        "purged already",
+    );
+    assert_eq!(
+        get(&st, &staged).await.json(),
+        json!({"lineage_id": lid, "items": [], "next_cursor": null})
+    );
 }

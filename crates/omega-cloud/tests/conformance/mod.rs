@@ -66,7 +66,14 @@ conformance!(
     misfit_samples_are_quarantined_and_the_rest_written,
     telemetry_table_is_plain_without_timescaledb,
     telemetry_point_follows_the_prev_batch_seq_chain,
+    staged_entries_are_listed_a_page_at_a_time,
+    purge_drops_staged_entries_of_rejected_hashes_only,
 );
+
+mod staged;
+use staged::{
+    purge_drops_staged_entries_of_rejected_hashes_only, staged_entries_are_listed_a_page_at_a_time,
+};
 
 pub(crate) mod telemetry;
 use telemetry::{

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -208,9 +209,16 @@ sqlite-replication:
 
     /// Starts `omega cloud serve` and waits for its ready line.
     pub(crate) fn start_cloud(&self) -> Proc {
+        self.start_cloud_with(&[]).0
+    }
+
+    /// Starts `omega cloud serve` with `args` added and waits for its ready line; returns the
+    /// HTTP API's address when serve printed one.
+    pub(crate) fn start_cloud_with(&self, args: &[&str]) -> (Proc, Option<SocketAddr>) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_omega"))
             .args(["cloud", "serve", "--config"])
             .arg(self.path("cloud.yaml"))
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -221,15 +229,22 @@ sqlite-replication:
         let child = Proc(Some(child));
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            let mut http = None;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { return };
+                if let Some(addr) = line.strip_prefix("http: listening on ") {
+                    http = addr.parse::<SocketAddr>().ok();
+                }
                 if line.starts_with("ready:") {
-                    let _ = tx.send(line);
+                    let _ = tx.send((line, http));
                 }
             }
         });
         match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) => assert!(line.contains(&self.root), "{line}"),
+            Ok((line, http)) => {
+                assert!(line.contains(&self.root), "{line}");
+                (child, http)
+            }
             Err(_) => {
                 drop(child);
                 panic!(
@@ -238,7 +253,6 @@ sqlite-replication:
                 );
             }
         }
-        child
     }
 
     /// Starts `omega agent run` and waits until its triggers are installed on every table.

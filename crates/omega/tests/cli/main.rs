@@ -15,6 +15,8 @@ mod controls_e2e;
 mod demo;
 #[cfg(all(feature = "agent", feature = "cloud"))]
 mod recovery_e2e;
+#[cfg(all(feature = "agent", feature = "cloud"))]
+mod status_page_e2e;
 mod support;
 #[cfg(all(feature = "agent", feature = "cloud"))]
 mod telemetry_e2e;

@@ -133,3 +133,15 @@ pub(super) async fn of_device(c: &Object, device: &str) -> StoreResult<Vec<Store
         .map(from_row)
         .collect()
 }
+
+/// How many controls are not acknowledged yet.
+pub(super) async fn pending_count(c: &Object) -> StoreResult<i64> {
+    Ok(query_opt(
+        c,
+        "SELECT count(*) FROM omega_controls WHERE state = 'pending'",
+        &[],
+    )
+    .await?
+    .map(|r| r.get(0))
+    .unwrap_or(0))
+}

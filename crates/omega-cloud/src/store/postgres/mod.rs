@@ -410,6 +410,36 @@ impl StoreTx for PgTx {
         staged::staged_of_hash(self.c(), table, hash, device, limit).await
     }
 
+    async fn staged_rows_page(
+        &mut self,
+        device: &str,
+        table: &str,
+        offset: usize,
+        limit: usize,
+    ) -> StoreResult<(i64, Vec<StagedRow>)> {
+        staged::staged_rows_page(self.c(), device, table, offset, limit).await
+    }
+
+    async fn staged_samples_page(
+        &mut self,
+        device: &str,
+        table: &str,
+        offset: usize,
+        limit: usize,
+    ) -> StoreResult<Vec<StagedSample>> {
+        ts::staged_samples_page(self.c(), device, table, offset, limit).await
+    }
+
+    async fn staged_purge(
+        &mut self,
+        scope: &Scope,
+        device: &str,
+        table: &str,
+        hash: Option<&str>,
+    ) -> StoreResult<(i64, i64)> {
+        staged::staged_purge(self.c(), &scope.key(), device, table, hash).await
+    }
+
     async fn staged_samples_replayable(
         &mut self,
         scope: &Scope,
@@ -511,6 +541,10 @@ impl StoreTx for PgTx {
         next_attempt_at: OffsetDateTime,
     ) -> StoreResult<()> {
         controls::sent(self.c(), control_id, attempts, next_attempt_at, self.now).await
+    }
+
+    async fn controls_pending(&mut self) -> StoreResult<i64> {
+        controls::pending_count(self.c()).await
     }
 
     async fn controls_of(

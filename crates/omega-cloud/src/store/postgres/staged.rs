@@ -256,6 +256,68 @@ pub(super) async fn staged_of_hash(
     ))
 }
 
+/// One page of the staged rows of (device, table) in (epoch, `commit_seq`) order, and how
+/// many it has in all.
+pub(super) async fn staged_rows_page(
+    c: &Object,
+    device: &str,
+    table: &str,
+    offset: usize,
+    limit: usize,
+) -> StoreResult<(i64, Vec<StagedRow>)> {
+    let count: i64 = query_opt(
+        c,
+        "SELECT count(*) FROM omega_staged_rows WHERE device_id = $1 AND source_table = $2",
+        &[&device, &table],
+    )
+    .await?
+    .map(|r| r.get(0))
+    .unwrap_or(0);
+    let sql = format!(
+        "SELECT {STAGED_COLS} FROM omega_staged_rows WHERE device_id = $1 AND source_table = $2
+         ORDER BY journal_epoch, commit_seq, source_pk_hash LIMIT $3 OFFSET $4"
+    );
+    let (limit, offset) = (to_i64(limit), to_i64(offset));
+    let rows = query(c, &sql, &[&device, &table, &limit, &offset]).await?;
+    Ok((
+        count,
+        rows.iter().map(staged_from).collect::<StoreResult<_>>()?,
+    ))
+}
+
+/// Removes the staged rows and samples of (device, table) whose hash is rejected in `scope`
+/// (and is `hash`, when given). Returns (entries, bytes) removed.
+pub(super) async fn staged_purge(
+    c: &Object,
+    scope: &str,
+    device: &str,
+    table: &str,
+    hash: Option<&str>,
+) -> StoreResult<(i64, i64)> {
+    let (mut n, mut bytes) = (0i64, 0i64);
+    for t in ["omega_staged_rows", "omega_staged_samples"] {
+        let sql = format!(
+            "WITH gone AS (
+                 DELETE FROM {t} s WHERE s.device_id = $1 AND s.source_table = $2
+                   AND ($3::text IS NULL OR s.schema_hash = $3)
+                   AND EXISTS (SELECT 1 FROM omega_reviews r
+                               WHERE r.scope = $4 AND r.source_table = s.source_table
+                                 AND r.schema_hash = s.schema_hash AND r.status = 'rejected')
+                 RETURNING s.size_bytes)
+             SELECT count(*), coalesce(sum(size_bytes), 0)::int8 FROM gone"
+        );
+        if let Some(r) = query_opt(c, &sql, &[&device, &table, &hash, &scope]).await? {
+            n += r.get::<_, i64>(0);
+            bytes += r.get::<_, i64>(1);
+        }
+    }
+    Ok((n, bytes))
+}
+
+fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 // ---- snapshots ----
 
 pub(super) async fn snapshot_lock(

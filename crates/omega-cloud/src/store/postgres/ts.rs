@@ -333,6 +333,31 @@ pub(super) async fn staged_samples_replayable(
     .collect()
 }
 
+/// One page of the staged samples of (device, table) in (`batch_seq`, event time, `row_id`)
+/// order.
+pub(super) async fn staged_samples_page(
+    c: &Object,
+    device: &str,
+    table: &str,
+    offset: usize,
+    limit: usize,
+) -> StoreResult<Vec<StagedSample>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+    query(
+        c,
+        "SELECT device_id, source_table, row_id, event_ts, fields, schema_hash, batch_id,
+             batch_seq, size_bytes, staged_at
+         FROM omega_staged_samples WHERE device_id = $1 AND source_table = $2
+         ORDER BY batch_seq, event_ts, row_id LIMIT $3 OFFSET $4",
+        &[&device, &table, &limit, &offset],
+    )
+    .await?
+    .iter()
+    .map(sample_from)
+    .collect()
+}
+
 pub(super) async fn staged_samples_remove(c: &Object, samples: &[StagedSample]) -> StoreResult<()> {
     if samples.is_empty() {
         return Ok(());

@@ -125,3 +125,11 @@ pub(super) fn of_device(c: &Connection, device: &str) -> StoreResult<Vec<StoredC
     }
     Ok(out)
 }
+
+/// How many controls are not acknowledged yet.
+pub(super) fn pending_count(c: &Connection) -> StoreResult<i64> {
+    Ok(
+        c.prepare_cached("SELECT count(*) FROM omega_controls WHERE state = 'pending'")?
+            .query_row([], |r| r.get(0))?,
+    )
+}

@@ -528,6 +528,50 @@ impl StoreTx for SqliteTx {
         ))
     }
 
+    fn staged_rows_page(
+        &mut self,
+        device: &str,
+        table: &str,
+        offset: usize,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<(i64, Vec<StagedRow>)>> + Send {
+        let (device, table) = (device.to_string(), table.to_string());
+        on_thread!(self, |c| staged::staged_rows_page(
+            c, &device, &table, offset, limit
+        ))
+    }
+
+    fn staged_samples_page(
+        &mut self,
+        device: &str,
+        table: &str,
+        offset: usize,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<StagedSample>>> + Send {
+        let (device, table) = (device.to_string(), table.to_string());
+        on_thread!(self, |c| ts::staged_samples_page(
+            c, &device, &table, offset, limit
+        ))
+    }
+
+    fn staged_purge(
+        &mut self,
+        scope: &Scope,
+        device: &str,
+        table: &str,
+        hash: Option<&str>,
+    ) -> impl Future<Output = StoreResult<(i64, i64)>> + Send {
+        let (scope, device, table) = (scope.key(), device.to_string(), table.to_string());
+        let hash = hash.map(str::to_string);
+        on_thread!(self, |c| staged::staged_purge(
+            c,
+            &scope,
+            &device,
+            &table,
+            hash.as_deref()
+        ))
+    }
+
     fn staged_samples_replayable(
         &mut self,
         scope: &Scope,
@@ -683,6 +727,10 @@ impl StoreTx for SqliteTx {
             next_attempt_at,
             now
         ))
+    }
+
+    fn controls_pending(&mut self) -> impl Future<Output = StoreResult<i64>> + Send {
+        on_thread!(self, |c| controls::pending_count(c))
     }
 
     fn controls_of(

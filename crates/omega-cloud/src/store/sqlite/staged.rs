@@ -197,6 +197,72 @@ pub(super) fn staged_of_hash(
     ))
 }
 
+/// One page of the staged rows of (device, table) in (epoch, `commit_seq`) order, and how
+/// many it has in all.
+pub(super) fn staged_rows_page(
+    c: &Connection,
+    device: &str,
+    table: &str,
+    offset: usize,
+    limit: usize,
+) -> StoreResult<(i64, Vec<StagedRow>)> {
+    let count: i64 = c
+        .prepare_cached(
+            "SELECT count(*) FROM omega_staged_rows WHERE device_id = ?1 AND source_table = ?2",
+        )?
+        .query_row(params![device, table], |r| r.get(0))?;
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {STAGED_COLS} FROM omega_staged_rows WHERE device_id = ?1 AND source_table = ?2
+         ORDER BY journal_epoch, commit_seq, source_pk_hash LIMIT ?3 OFFSET ?4"
+    ))?;
+    let (limit, offset) = (to_i64(limit), to_i64(offset));
+    Ok((
+        count,
+        collect_staged(st.query(params![device, table, limit, offset])?)?,
+    ))
+}
+
+/// Removes the staged rows and samples of (device, table) whose hash is rejected in `scope`
+/// (and is `hash`, when given). Returns (entries, bytes) removed.
+pub(super) fn staged_purge(
+    c: &Connection,
+    scope: &str,
+    device: &str,
+    table: &str,
+    hash: Option<&str>,
+) -> StoreResult<(i64, i64)> {
+    let (mut n, mut bytes) = (0i64, 0i64);
+    for t in ["omega_staged_rows", "omega_staged_samples"] {
+        let filter = format!(
+            "FROM {t} s WHERE s.device_id = ?1 AND s.source_table = ?2
+               AND (?3 IS NULL OR s.schema_hash = ?3)
+               AND EXISTS (SELECT 1 FROM omega_reviews r
+                           WHERE r.scope = ?4 AND r.source_table = s.source_table
+                             AND r.schema_hash = s.schema_hash AND r.status = 'rejected')"
+        );
+        let (count, size): (i64, i64) = c
+            .prepare_cached(&format!(
+                "SELECT count(*), coalesce(sum(s.size_bytes), 0) {filter}"
+            ))?
+            .query_row(params![device, table, hash, scope], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        if count > 0 {
+            c.prepare_cached(&format!(
+                "DELETE FROM {t} WHERE rowid IN (SELECT s.rowid {filter})"
+            ))?
+            .execute(params![device, table, hash, scope])?;
+        }
+        n += count;
+        bytes += size;
+    }
+    Ok((n, bytes))
+}
+
+fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 // ---- snapshots ----
 
 pub(super) fn snapshot_get(

@@ -223,6 +223,31 @@ pub(super) fn staged_samples_replayable(
     Ok(out)
 }
 
+/// One page of the staged samples of (device, table) in (`batch_seq`, event time, `row_id`)
+/// order.
+pub(super) fn staged_samples_page(
+    c: &Connection,
+    device: &str,
+    table: &str,
+    offset: usize,
+    limit: usize,
+) -> StoreResult<Vec<StagedSample>> {
+    let mut st = c.prepare_cached(
+        "SELECT device_id, source_table, row_id, event_ts, fields, schema_hash, batch_id,
+             batch_seq, size_bytes, staged_at
+         FROM omega_staged_samples WHERE device_id = ?1 AND source_table = ?2
+         ORDER BY batch_seq, event_ts, row_id LIMIT ?3 OFFSET ?4",
+    )?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+    let mut rows = st.query(params![device, table, limit, offset])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(sample_from(r)?);
+    }
+    Ok(out)
+}
+
 pub(super) fn staged_samples_remove(c: &Connection, samples: &[StagedSample]) -> StoreResult<()> {
     let mut st = c.prepare_cached(
         "DELETE FROM omega_staged_samples WHERE device_id = ?1 AND source_table = ?2
