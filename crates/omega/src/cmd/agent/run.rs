@@ -20,6 +20,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     for w in &config.findings.warnings {
         tracing::warn!(path = %w.path, "{}", w.message);
     }
+    // Crash points armed by FAILPOINTS, in test builds only (a no-op otherwise).
+    omega_agent::failpoint::setup_from_env();
     let mut cfg = RunConfig::from_agent_config(&config);
     cfg.verification =
         RunConfig::load_verification(&config).map_err(|e| UsageError(e.to_string()))?;
