@@ -9,6 +9,7 @@ use omega_testkit::wait::until_true;
 use serde_json::Value;
 
 use crate::cloud_e2e::{CONVERGE, Setup, app_writes, omega};
+use crate::kills::Writer;
 use crate::{cycles, ledger, rows_compared};
 
 /// The promise of `receipts.md`: the broker acknowledges batches, queues them for the cloud
@@ -65,13 +66,7 @@ fn broker_restarts_without_persistence_while_writing_lose_nothing() {
     );
     let cloud = setup.start_cloud();
     let agent = setup.start_agent();
-    let source = setup.source();
-    let writer = std::thread::spawn(move || {
-        for round in 0..30 {
-            app_writes(&source, round, 1);
-            std::thread::sleep(Duration::from_millis(30));
-        }
-    });
+    let writer = Writer::start(&setup, 0, Duration::from_millis(30));
     let confirmed = |setup: &Setup| -> i64 {
         setup.agent_status()["tables"].as_array().map_or(0, |t| {
             t.iter()
@@ -90,11 +85,11 @@ fn broker_restarts_without_persistence_while_writing_lose_nothing() {
         last = confirmed(&setup);
         broker.restart();
     }
-    writer.join().unwrap();
+    let rounds = writer.stop();
     setup.converge();
     ledger::assert_clean(db.url(), &setup.device);
     eprintln!(
-        "fault broker restarts: {n} cycles, {} rows compared, {:.1} s",
+        "fault broker restarts: {n} cycles, {rounds} app transactions, {} rows compared, {:.1} s",
         rows_compared(&setup),
         started.elapsed().as_secs_f64()
     );
