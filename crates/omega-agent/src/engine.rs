@@ -885,6 +885,7 @@ impl Engine {
                 source: e,
             }
         })?;
+        crate::failpoint::crash_point!("agent::journal_read");
         let slice_full = entries.len() == READ_SLICE;
         let slice_end = entries.last().map_or(from, |e| e.seq);
         let entries: Vec<_> = entries
@@ -1275,6 +1276,7 @@ impl Engine {
             .map(|(t, s)| (t.clone(), *s, if confirm { *s } else { 0 }))
             .collect();
         self.state.advance_cursors(&rows, &now())?;
+        crate::failpoint::crash_point!("agent::cursor_commit");
         if confirm {
             self.prune()?;
         }
@@ -1285,6 +1287,7 @@ impl Engine {
     pub fn on_confirmed(&mut self, moves: &[(String, i64)]) -> Result<(), EngineError> {
         let rows: Vec<(String, i64, i64)> = moves.iter().map(|(t, s)| (t.clone(), 0, *s)).collect();
         self.state.advance_cursors(&rows, &now())?;
+        crate::failpoint::crash_point!("agent::cursor_commit");
         self.prune()
     }
 
@@ -1356,7 +1359,13 @@ impl Engine {
             match journal::prune_chunk(&self.source, &cursors, floor, PRUNE_CHUNK)
                 .map_err(|e| self.src_err(e))?
             {
-                Some(n) if n == PRUNE_CHUNK => continue,
+                Some(n) if n > 0 => {
+                    crate::failpoint::crash_point!("agent::prune");
+                    if n == PRUNE_CHUNK {
+                        continue;
+                    }
+                    return Ok(());
+                }
                 _ => return Ok(()),
             }
         }

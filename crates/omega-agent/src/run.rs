@@ -262,6 +262,7 @@ async fn run_in_span(
             }
             more_pending = !ready.is_empty() && inflight.room() <= ready.len();
             for b in ready {
+                crate::failpoint::crash_point!("agent::publish");
                 let topic = if b.telemetry {
                     telemetry_topic.clone()
                 } else {
@@ -369,6 +370,7 @@ async fn run_in_span(
                     sent_at.remove(&ack.pkid);
                     match inflight.on_puback(ack.pkid) {
                         Some(Acked::Cursor(mv, done)) => {
+                            crate::failpoint::crash_point!("agent::puback");
                             summary.batches_acked += done.len() as u64;
                             summary.rows_acked += done.iter().map(|b| b.rows as u64).sum::<u64>();
                             with_engine(&engine, move |e| e.on_published(&[mv])).await?;

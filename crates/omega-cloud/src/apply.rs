@@ -122,6 +122,22 @@ pub async fn apply_row_batch<S: Store>(
     }
 }
 
+/// Re-checks the ledger once the lineage is locked: a copy of the same batch that another
+/// worker applied while this one waited for the lock is visible now (read committed), and is
+/// counted as a delivery instead of failing on the ledger's primary key (a store error, a
+/// rollback and a retry with backoff for a plain duplicate).
+pub(crate) async fn counted_duplicate<T: StoreTx>(
+    tx: &mut T,
+    device: &str,
+    batch_id: Uuid,
+) -> Result<bool, StoreError> {
+    if tx.ledger_get(device, batch_id).await?.is_some() {
+        tx.ledger_count_delivery(device, batch_id).await?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
 struct BatchIds {
     batch_id: Uuid,
     epoch: Uuid,
@@ -145,6 +161,9 @@ async fn apply_in<T: StoreTx>(
     let table = batch.source_table.as_str();
     let hash = batch.schema_hash.as_str();
     let mut lineage = tx.lineage_lock(device, table).await?;
+    if counted_duplicate(tx, device, ids.batch_id).await? {
+        return Ok(ApplyOutcome::Duplicate);
+    }
 
     let columns = match &batch.schema_columns {
         Some(c) => {

@@ -66,6 +66,9 @@ async fn apply_in<T: StoreTx>(
     tx.device_touch(device).await?;
     let table = batch.source_table.as_str();
     let mut lineage = tx.lineage_lock(device, table).await?;
+    if crate::apply::counted_duplicate(tx, device, batch_id).await? {
+        return Ok(ApplyOutcome::Duplicate);
+    }
     let mut ledger = LedgerEntry {
         device_id: device.to_string(),
         batch_id,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use omega_cloud::apply::ApplyOutcome;
+use omega_cloud::apply::{ApplyOutcome, apply_row_batch};
 use omega_cloud::lineage::PauseCause;
 use omega_cloud::policy::{Coalescing, Policy};
 use omega_cloud::quarantine::{
@@ -46,6 +46,7 @@ macro_rules! conformance {
 
 conformance!(
     same_batch_delivered_three_times_applies_once,
+    same_batch_delivered_to_eight_workers_at_once_applies_once,
     batches_applied_in_random_order_by_two_tasks_converge,
     delete_then_late_older_update_stays_deleted,
     newer_epoch_wins_over_older_epoch_in_any_order,
@@ -114,6 +115,47 @@ async fn same_batch_delivered_three_times_applies_once<S: Store>(s: S) {
     assert_eq!(
         lineage(&s, "d1", "device_state").await.last_commit_seq,
         Some(2)
+    );
+}
+
+/// A shared subscription can hand copies of one batch (a QoS 1 re-send, a re-publication) to
+/// several workers at once: one applies it, every other counts a delivery, none fails.
+async fn same_batch_delivered_to_eight_workers_at_once_applies_once<S: Store>(s: S) {
+    let first = batch(&device_state(), epoch(1), vec![upsert(1, 1, "a")]);
+    apply(&s, &auto(), "d1", &first).await;
+    let b = batch(
+        &device_state(),
+        epoch(1),
+        vec![upsert(2, 1, "b"), upsert(3, 2, "c")],
+    );
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (s, b) = (s.clone(), b.clone());
+            tokio::spawn(async move {
+                apply_row_batch(&s, &auto(), "d1", "omega/d1/sync/rows/batch", &b).await
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    for w in workers {
+        match w.await.unwrap() {
+            Ok(ApplyOutcome::Applied(_)) => applied += 1,
+            Ok(ApplyOutcome::Duplicate) => {}
+            other => panic!("a concurrent copy failed: {other:?}"),
+        }
+    }
+    assert_eq!(applied, 1, "exactly one worker applies the batch");
+    let mut tx = s.begin().await.unwrap();
+    let entry = tx
+        .ledger_get("d1", b.batch_id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(entry.deliveries, 8);
+    assert_eq!(
+        live_modes(&s, DS).await,
+        vec![(1, Some("b".into())), (2, Some("c".into()))]
     );
 }
 

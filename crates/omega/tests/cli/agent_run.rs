@@ -297,3 +297,19 @@ async fn status_reports_cursors_and_pending_counts() {
     assert!(readings["pending_rows"].is_i64());
     kill9(&mut agent);
 }
+
+/// SIGTERM the moment the capture triggers exist (the engine is still starting): the signal
+/// handlers are registered before the engine opens, so the agent stops cleanly (exit 0)
+/// instead of dying of the signal's default action.
+#[test]
+fn sigterm_during_startup_still_exits_0() {
+    let broker = machine_broker();
+    for _ in 0..3 {
+        let device = Device::new("earlyterm", &format!("mqtt://{broker}"));
+        let mut agent = device.start_captured();
+        let pid = agent.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = agent.wait().unwrap();
+        assert!(status.success(), "SIGTERM during startup: {status}");
+    }
+}

@@ -14,6 +14,8 @@ mod cloud_e2e;
 mod controls_e2e;
 mod demo;
 #[cfg(all(feature = "agent", feature = "cloud"))]
+mod mirror_e2e;
+#[cfg(all(feature = "agent", feature = "cloud"))]
 mod recovery_e2e;
 #[cfg(all(feature = "agent", feature = "cloud"))]
 mod status_page_e2e;

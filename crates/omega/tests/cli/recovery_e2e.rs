@@ -456,52 +456,6 @@ fn add_column_with_a_default_reaches_every_existing_mirror_row() {
     cloud.sigterm();
 }
 
-/// The broker restarted without persistence three times while the application writes: every
-/// session (the agent's and the cloud's) and every queued message is lost each time; receipts
-/// make the agent re-send what the cloud never stored.
-#[test]
-fn three_broker_restarts_without_persistence_while_writing_lose_nothing() {
-    let mut broker = omega_testkit::mosquitto::Mosquitto::start();
-    let db = PostgresDb::fresh();
-    let setup = Setup::with_config(
-        "restarts",
-        Some(db.url()),
-        broker.addr(),
-        "  auto_approve: true\n",
-        "",
-    );
-    let cloud = setup.start_cloud();
-    let agent = setup.start_agent();
-    let source = setup.source();
-    let writer = std::thread::spawn(move || {
-        for round in 0..30 {
-            app_writes(&source, round, 1);
-            std::thread::sleep(Duration::from_millis(30));
-        }
-    });
-    let confirmed = |setup: &Setup| -> i64 {
-        setup.agent_status()["tables"].as_array().map_or(0, |t| {
-            t.iter()
-                .filter_map(|t| t["confirmed_commit_seq"].as_i64())
-                .sum()
-        })
-    };
-    let mut last = 0;
-    for _ in 0..3 {
-        until_true(
-            "more changes confirmed before the next restart",
-            CONVERGE,
-            || confirmed(&setup) > last,
-        );
-        last = confirmed(&setup);
-        broker.restart();
-    }
-    writer.join().unwrap();
-    setup.converge();
-    agent.sigterm();
-    cloud.sigterm();
-}
-
 /// Mosquitto's `max_queued_messages` drops what passes it, silently, while the cloud is away;
 /// the agent still holds every change (pruning waits for receipts) and re-sends what the cloud
 /// never confirmed once it is back.

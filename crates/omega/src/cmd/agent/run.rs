@@ -20,6 +20,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     for w in &config.findings.warnings {
         tracing::warn!(path = %w.path, "{}", w.message);
     }
+    // Crash points armed by FAILPOINTS, in test builds only (a no-op otherwise).
+    omega_agent::failpoint::setup_from_env();
     let mut cfg = RunConfig::from_agent_config(&config);
     cfg.verification =
         RunConfig::load_verification(&config).map_err(|e| UsageError(e.to_string()))?;
@@ -37,7 +39,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             stop_bars.clone(),
         )
     });
-    let summary = rt.block_on(async move { run_agent(cfg, shutdown_signal()).await });
+    // The handlers exist before the engine opens (and installs the capture triggers): a
+    // signal during startup stops the agent cleanly instead of killing it.
+    let shutdown = {
+        let _runtime = rt.enter();
+        shutdown_signal()
+    };
+    let summary = rt.block_on(async move { run_agent(cfg, shutdown).await });
     stop_bars.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(b) = bars {
         let _ = b.join();
@@ -53,21 +61,26 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Resolves on the first SIGINT or SIGTERM; a second signal exits at once (the state stays
-/// safe: `agent.md` §16).
-async fn shutdown_signal() {
+/// safe: `agent.md` §16). The handlers are registered when this is called (inside the
+/// runtime), not when the future is first polled.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("signal received: finishing in-flight batches (a second signal exits at once)");
-    tokio::spawn(async move {
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    async move {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = int.recv() => {}
             _ = term.recv() => {}
         }
-        std::process::exit(1);
-    });
+        tracing::info!(
+            "signal received: finishing in-flight batches (a second signal exits at once)"
+        );
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            std::process::exit(1);
+        });
+    }
 }
