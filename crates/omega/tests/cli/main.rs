@@ -11,6 +11,8 @@ mod cloud_e2e;
 #[cfg(all(feature = "agent", feature = "cloud"))]
 mod controls_e2e;
 mod demo;
+#[cfg(all(feature = "agent", feature = "cloud", feature = "broker"))]
+mod quic_e2e;
 #[cfg(all(feature = "agent", feature = "cloud"))]
 mod recovery_e2e;
 mod support;
