@@ -6,6 +6,7 @@
 //! - [`config`]: the client YAML (raw serde layer, then a validated [`config::AgentConfig`]).
 //! - [`discover`]: table discovery and enrollment verdicts over the source database.
 //! - [`tls_check`]: offline checks of CA bundles, client certificates and keys.
+//! - [`link`]: the broker link (rumqttc over TCP/TLS, mqtt5 over QUIC) and the fallback route.
 
 pub mod capture;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod discover;
 pub mod downlink;
 pub mod engine;
 pub mod failpoint;
+pub mod link;
 pub mod publish;
 pub mod run;
 pub mod snapshot;

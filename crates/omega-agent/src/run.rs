@@ -1,25 +1,28 @@
 //! `omega agent run`: the event loop that joins the [`Engine`] (SQLite, on blocking threads)
 //! with the MQTT connection.
 //!
-//! One task owns the `rumqttc` event loop. Publishes are queued into it with packet ids the
-//! agent assigned ([`InFlight`]), so a PUBACK always names its batch. On a disconnect the
-//! client's own queue is discarded; after the next CONNACK the agent re-sends what it holds
-//! (same bytes and ids when the broker kept the session; rebuilt from the durable cursor when
-//! it did not). Cursors move only on PUBACK (and, with receipts, on confirmation).
+//! One task owns the broker [`Link`] (rumqttc over TCP/TLS, or mqtt5 over QUIC). Publishes
+//! are handed to it with packet ids the agent assigned ([`InFlight`]), so a PUBACK always
+//! names its batch. On a disconnect the link's own queue is discarded; after the next CONNACK
+//! the agent re-sends what it holds (same bytes and ids when the broker kept the session;
+//! rebuilt from the durable cursor when it did not). Cursors move only on PUBACK (and, with
+//! receipts, on confirmation). With `connection.fallback_url`, [`Route`] decides which URL
+//! the link dials.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, Incoming, QoS, Request};
 use tokio::time::{MissedTickBehavior, interval, sleep};
 
 use omega_protocol::signing::ControlVerifier;
 
 use crate::downlink::{self, Verification};
 use crate::engine::{Delivery, Engine, EngineConfig, EngineError};
+use crate::link::route::{Route, Target};
+use crate::link::{Link, LinkEvent};
 use crate::publish::inflight::{Acked, InFlight};
-use crate::transport::{MqttSettings, TransportError, mqtt_options};
+use crate::transport::{MqttSettings, TransportError};
 
 /// Batches in flight at most, in total and per table (`spec/agent.md` §8.5).
 const MAX_INFLIGHT: usize = 32;
@@ -73,6 +76,8 @@ impl RunConfig {
             },
             mqtt: MqttSettings {
                 url: c.server_url.to_string(),
+                fallback_url: c.fallback_url.as_ref().map(ToString::to_string),
+                session_expiry: c.mqtt.session_expiry,
                 client_id: c.device_id.clone(),
                 keep_alive: c.mqtt.keep_alive,
                 credentials: c.mqtt.username.clone().map(|u| {
@@ -198,8 +203,6 @@ async fn run_in_span(
     }
     let engine: Shared = Arc::new(Mutex::new(engine));
 
-    let opts = mqtt_options(&cfg.mqtt, MAX_PKID)?;
-    let (client, mut eventloop) = AsyncClient::new(opts, 256);
     let root = cfg.engine.root_topic.clone();
     let batch_topic: Arc<str> = Arc::from(format!("{root}/sync/rows/batch"));
     let telemetry_topic: Arc<str> = Arc::from(format!("{root}/sync/telemetry/batch"));
@@ -207,12 +210,17 @@ async fn run_in_span(
     let control_topic = format!("{root}/sync/ingest/control");
     let receipt_topic = format!("{root}/sync/ingest/receipt");
     let ack_topic: Arc<str> = Arc::from(format!("{root}/sync/ingest/ack"));
-    let mut awaiting_subacks = 0usize;
+    let subscriptions = [control_topic.clone(), receipt_topic.clone()];
+    let mut route = Route::new(cfg.mqtt.fallback_url.is_some());
+    let url_of = |t: Target| match (t, &cfg.mqtt.fallback_url) {
+        (Target::Fallback, Some(f)) => f.clone(),
+        _ => cfg.mqtt.url.clone(),
+    };
+    let mut link = Link::open(&cfg.mqtt, &cfg.mqtt.url, subscriptions.clone(), MAX_PKID)?;
 
     let mut inflight = InFlight::new(MAX_INFLIGHT, MAX_INFLIGHT_PER_TABLE, MAX_PKID);
     let mut sent_at: std::collections::HashMap<u16, Instant> = Default::default();
     let mut connected = false;
-    let mut session_present = false;
     let mut backoff = Duration::from_secs(1);
     let mut summary = RunSummary::default();
     let tick_every = cfg.flush_interval.min(Duration::from_secs(1));
@@ -257,7 +265,7 @@ async fn run_in_span(
                 if let Some(out) = inflight
                     .start_other(observe_topic.clone(), bytes::Bytes::from(o.to_json_bytes()))
                 {
-                    queue_publish(&mut eventloop, &out);
+                    link.publish(&out);
                 }
             }
             more_pending = !ready.is_empty() && inflight.room() <= ready.len();
@@ -270,7 +278,7 @@ async fn run_in_span(
                 };
                 let out = inflight.start(b.info, topic, bytes::Bytes::from(b.payload));
                 sent_at.insert(out.pkid, Instant::now());
-                queue_publish(&mut eventloop, &out);
+                link.publish(&out);
             }
         }
         // Local retention holds while offline too (the flush, which checks it, needs a
@@ -320,8 +328,18 @@ async fn run_in_span(
         }
         if connected && sent_at.values().any(|t| t.elapsed() > PUBACK_TIMEOUT) {
             tracing::warn!("PUBACK overdue: reconnecting");
-            eventloop.clean();
-            eventloop.pending.clear();
+            link.reset();
+            sent_at.clear();
+            connected = false;
+        }
+        // On the fallback long enough: try the primary again.
+        if let Some(to) = route.poll(Instant::now()) {
+            tracing::info!(url = %url_of(to), "retrying the primary broker URL");
+            let old = std::mem::replace(
+                &mut link,
+                Link::open(&cfg.mqtt, &url_of(to), subscriptions.clone(), MAX_PKID)?,
+            );
+            old.close().await;
             sent_at.clear();
             connected = false;
         }
@@ -332,27 +350,16 @@ async fn run_in_span(
                 tracing::info!(in_flight = inflight.len(), "stopping: waiting for in-flight batches");
                 stopping = Some(Instant::now());
             }
-            ev = eventloop.poll() => match ev {
-                Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
+            ev = link.next() => match ev {
+                LinkEvent::Connected { session_present } => {
                     backoff = Duration::from_secs(1);
-                    tracing::info!(session_present = ack.session_present, "connected to broker");
-                    // Subscribe first; publishing starts once both SUBACKs are in, so the
-                    // client's own packet ids for SUBSCRIBE never overlap the agent's.
-                    client.try_subscribe(control_topic.clone(), QoS::AtLeastOnce).ok();
-                    client.try_subscribe(receipt_topic.clone(), QoS::AtLeastOnce).ok();
-                    awaiting_subacks = 2;
-                    session_present = ack.session_present;
-                }
-                Ok(Event::Incoming(Incoming::SubAck(_))) if awaiting_subacks > 0 => {
-                    awaiting_subacks -= 1;
-                    if awaiting_subacks > 0 {
-                        continue;
-                    }
+                    route.on_connected();
+                    tracing::info!(session_present, "connected to broker");
                     connected = true;
                     if session_present {
                         for out in inflight.resend_all() {
                             sent_at.insert(out.pkid, Instant::now());
-                            queue_publish(&mut eventloop, &out);
+                            link.publish(&out);
                         }
                     } else {
                         // The broker has no session: nothing it holds can be trusted to arrive.
@@ -366,9 +373,9 @@ async fn run_in_span(
                     last_progress = Instant::now();
                     more_pending = true;
                 }
-                Ok(Event::Incoming(Incoming::PubAck(ack))) => {
-                    sent_at.remove(&ack.pkid);
-                    match inflight.on_puback(ack.pkid) {
+                LinkEvent::PubAck(pkid) => {
+                    sent_at.remove(&pkid);
+                    match inflight.on_puback(pkid) {
                         Some(Acked::Cursor(mv, done)) => {
                             crate::failpoint::crash_point!("agent::puback");
                             summary.batches_acked += done.len() as u64;
@@ -393,9 +400,9 @@ async fn run_in_span(
                         None => {}
                     }
                 }
-                Ok(Event::Incoming(Incoming::Publish(p))) if p.topic == receipt_topic => {
+                LinkEvent::Message { topic, payload } if topic == receipt_topic => {
                     let epoch = epoch.clone();
-                    match downlink::receipt(&p.payload, &cfg.verification, &device, &epoch) {
+                    match downlink::receipt(&payload, &cfg.verification, &device, &epoch) {
                         Ok(fx) => {
                             receipts_seen = true;
                             for r in &fx.rejected {
@@ -423,8 +430,8 @@ async fn run_in_span(
                         }
                     }
                 }
-                Ok(Event::Incoming(Incoming::Publish(p))) if p.topic == control_topic => {
-                    match downlink::control(&p.payload, cfg.max_control_bytes, &cfg.verification, &device) {
+                LinkEvent::Message { topic, payload } if topic == control_topic => {
+                    match downlink::control(&payload, cfg.max_control_bytes, &cfg.verification, &device) {
                         Ok(c) => {
                             let c2 = c.clone();
                             let fresh = with_engine(&engine, move |e| {
@@ -437,7 +444,7 @@ async fn run_in_span(
                             .await?;
                             let ack = omega_protocol::message::ControlAck { control_id: c.control_id.clone() };
                             if let Some(out) = inflight.start_other(ack_topic.clone(), bytes::Bytes::from(ack.to_json_bytes())) {
-                                queue_publish(&mut eventloop, &out);
+                                link.publish(&out);
                             }
                             if fresh {
                                 let kind = c.control_kind.as_str().to_string();
@@ -456,15 +463,23 @@ async fn run_in_span(
                         }
                     }
                 }
-                Ok(_) => {}
-                Err(e) => {
-                    if connected {
-                        tracing::warn!(error = %e, "broker connection lost");
+                LinkEvent::Message { .. } => {}
+                LinkEvent::Down { error, was_connected } => {
+                    if was_connected {
+                        tracing::warn!(%error, "broker connection lost");
                     } else {
-                        tracing::warn!(error = %e, retry_in = ?backoff, "cannot connect to broker");
+                        tracing::warn!(%error, retry_in = ?backoff, "cannot connect to broker");
+                        if let Some(to) = route.on_attempt_failed(Instant::now()) {
+                            tracing::warn!(url = %url_of(to), "falling back to connection.fallback_url");
+                            let old = std::mem::replace(
+                                &mut link,
+                                Link::open(&cfg.mqtt, &url_of(to), subscriptions.clone(), MAX_PKID)?,
+                            );
+                            old.close().await;
+                            backoff = Duration::from_secs(1);
+                        }
                     }
                     connected = false;
-                    eventloop.pending.clear();
                     sent_at.clear();
                     if stopping.is_some() {
                         break;
@@ -480,7 +495,7 @@ async fn run_in_span(
             _ = ticker.tick() => {}
         }
     }
-    let _ = client.try_disconnect();
+    link.close().await;
     with_engine(&engine, |e| e.record_position()).await?;
     tracing::info!(
         batches = summary.batches_acked,
@@ -488,14 +503,6 @@ async fn run_in_span(
         "agent stopped"
     );
     Ok(summary)
-}
-
-fn queue_publish(eventloop: &mut rumqttc::EventLoop, out: &crate::publish::inflight::Outgoing) {
-    let mut p =
-        rumqttc::Publish::from_bytes(out.topic.to_string(), QoS::AtLeastOnce, out.payload.clone());
-    p.pkid = out.pkid;
-    p.dup = out.dup;
-    eventloop.pending.push_back(Request::Publish(p));
 }
 
 /// `d` ± 25 %, so a fleet does not reconnect in step.

@@ -12,8 +12,14 @@ use rumqttc::{MqttOptions, TlsConfiguration, Transport};
 /// Where and how to connect.
 #[derive(Debug, Clone)]
 pub struct MqttSettings {
-    /// `mqtt://`, `tcp://`, `mqtts://` or `ssl://` URL.
+    /// `mqtt://`, `tcp://`, `mqtts://`, `ssl://`, `quic://` or `quics://` URL
+    /// (`connection.server_url`).
     pub url: String,
+    /// `connection.fallback_url`: used after repeated failures on `url` ([`crate::link::route`]).
+    pub fallback_url: Option<String>,
+    /// MQTT 5 session expiry (`connection.mqtt.session_expiry`); used over QUIC, which is
+    /// always MQTT 5.
+    pub session_expiry: Duration,
     /// MQTT client id (the device id).
     pub client_id: String,
     /// Keep-alive interval.
@@ -32,6 +38,10 @@ pub struct TlsFiles {
     /// Client certificate chain and key for mTLS.
     pub client: Option<(PathBuf, PathBuf)>,
 }
+
+/// Why a `quic://` URL is refused by a build without the `quic` feature.
+pub const QUIC_NOT_BUILT: &str = "MQTT over QUIC is not in this build: build omega-agent with its \
+     `quic` feature (on in omega's default and `agent` features), or use an ssl:// URL";
 
 /// Errors building the connection.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +63,10 @@ pub fn parse_url(url: &str) -> Result<(String, u16, bool), TransportError> {
     let (tls, default_port) = match scheme {
         "mqtt" | "tcp" => (false, 1883),
         "mqtts" | "ssl" => (true, 8883),
-        "quic" | "quics" => return Err(bad("MQTT over QUIC is not in this build")),
+        "quic" | "quics" if cfg!(feature = "quic") => {
+            return Err(bad("QUIC URLs are served by the QUIC link, not rumqttc"));
+        }
+        "quic" | "quics" => return Err(bad(QUIC_NOT_BUILT)),
         other => return Err(bad(&format!("unknown scheme `{other}`"))),
     };
     let authority = rest.split('/').next().unwrap_or_default();

@@ -33,6 +33,8 @@ pub struct BrokerConfig {
     pub listen: SocketAddr,
     /// TLS certificate, key and optional client CA (mutual TLS). `None`: plain TCP.
     pub tls: Option<TlsFiles>,
+    /// An MQTT-over-QUIC listener beside the TCP/TLS one (UDP; QUIC always uses TLS 1.3).
+    pub quic: Option<QuicListener>,
     /// Where sessions and queued messages live.
     pub sessions: SessionStore,
     /// The largest MQTT packet, in bytes, the broker accepts and forwards. Advertised to
@@ -50,6 +52,7 @@ impl BrokerConfig {
         Self {
             listen,
             tls: None,
+            quic: None,
             sessions: SessionStore::Memory,
             max_packet_size: defaults::MAX_PACKET_SIZE,
             max_queued_messages: defaults::MAX_QUEUED_MESSAGES,
@@ -60,6 +63,12 @@ impl BrokerConfig {
     /// Serve TLS on the listener with these files.
     pub fn with_tls(mut self, tls: TlsFiles) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Also serve MQTT over QUIC on `quic.listen` (UDP).
+    pub fn with_quic(mut self, quic: QuicListener) -> Self {
+        self.quic = Some(quic);
         self
     }
 
@@ -94,6 +103,16 @@ pub struct TlsFiles {
     /// certificate signed by one of them (mutual TLS); when `None`, clients are not asked for
     /// one.
     pub client_ca: Option<PathBuf>,
+}
+
+/// The QUIC listener: a UDP address and its TLS files (the client CA, when set, makes every
+/// client present a certificate signed by it, as on the TLS listener).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuicListener {
+    /// UDP `IP:PORT`; port 0 lets the OS pick ([`crate::Broker::quic_addr`] tells which).
+    pub listen: SocketAddr,
+    /// Certificate, key and optional client CA.
+    pub tls: TlsFiles,
 }
 
 /// Where the broker keeps sessions (subscriptions, queued and in-flight QoS 1 messages) and

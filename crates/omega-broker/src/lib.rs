@@ -34,6 +34,6 @@ pub mod error;
 pub mod server;
 mod tls;
 
-pub use config::{BrokerConfig, SessionStore, TlsFiles};
+pub use config::{BrokerConfig, QuicListener, SessionStore, TlsFiles};
 pub use error::BrokerError;
 pub use server::{Broker, RunningBroker};

@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 
 use mqtt5::broker::MqttBroker;
 use mqtt5::broker::config::{
-    BrokerConfig as LibConfig, StorageBackend, StorageConfig, TlsConfig as LibTls,
+    BrokerConfig as LibConfig, QuicConfig as LibQuic, StorageBackend, StorageConfig,
+    TlsConfig as LibTls,
 };
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -25,6 +26,7 @@ pub struct Broker {
     inner: MqttBroker,
     local_addr: SocketAddr,
     tls: bool,
+    quic_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -32,6 +34,7 @@ impl std::fmt::Debug for Broker {
         f.debug_struct("Broker")
             .field("local_addr", &self.local_addr)
             .field("tls", &self.tls)
+            .field("quic_addr", &self.quic_addr)
             .finish_non_exhaustive()
     }
 }
@@ -46,7 +49,11 @@ impl Broker {
                 config.max_packet_size
             )));
         }
-        if let Some(files) = &config.tls {
+        for files in config
+            .tls
+            .iter()
+            .chain(config.quic.as_ref().map(|q| &q.tls))
+        {
             tls::check(files)?;
             tls::install_provider();
         }
@@ -73,10 +80,18 @@ impl Broker {
                 source: std::io::Error::other("the listener did not bind"),
             }));
         };
+        let quic_addr = match &config.quic {
+            None => None,
+            Some(q) => Some(inner.quic_local_addr().ok_or_else(|| BrokerError::Bind {
+                addr: q.listen,
+                source: std::io::Error::other("the QUIC (UDP) listener did not bind"),
+            })?),
+        };
         Ok(Broker {
             inner,
             local_addr,
             tls,
+            quic_addr,
         })
     }
 
@@ -88,6 +103,16 @@ impl Broker {
     /// Whether the listener speaks TLS.
     pub fn is_tls(&self) -> bool {
         self.tls
+    }
+
+    /// The UDP address of the QUIC listener, when there is one.
+    pub fn quic_addr(&self) -> Option<SocketAddr> {
+        self.quic_addr
+    }
+
+    /// `quics://ADDR`, the URL QUIC clients use, when there is a QUIC listener.
+    pub fn quic_url(&self) -> Option<String> {
+        self.quic_addr.map(|a| format!("quics://{a}"))
     }
 
     /// `mqtt://ADDR` or `mqtts://ADDR`, the URL clients use.
@@ -124,12 +149,14 @@ impl Broker {
         let (tx, rx) = oneshot::channel::<()>();
         let local_addr = self.local_addr;
         let tls = self.tls;
+        let quic_addr = self.quic_addr;
         let task = tokio::spawn(self.run(async move {
             let _ = rx.await;
         }));
         RunningBroker {
             local_addr,
             tls,
+            quic_addr,
             stop: Some(tx),
             task: Some(task),
         }
@@ -142,6 +169,7 @@ impl Broker {
 pub struct RunningBroker {
     local_addr: SocketAddr,
     tls: bool,
+    quic_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), BrokerError>>>,
 }
@@ -155,6 +183,11 @@ impl RunningBroker {
     /// `mqtt://ADDR` or `mqtts://ADDR`.
     pub fn url(&self) -> String {
         url(self.local_addr, self.tls)
+    }
+
+    /// `quics://ADDR` when the broker has a QUIC listener.
+    pub fn quic_url(&self) -> Option<String> {
+        self.quic_addr.map(|a| format!("quics://{a}"))
     }
 
     /// Whether the broker task has ended (stopped or failed).
@@ -202,6 +235,14 @@ fn library_config(config: &BrokerConfig) -> LibConfig {
             }
             lib.tls_config = Some(tls);
         }
+    }
+    if let Some(q) = &config.quic {
+        let mut quic =
+            LibQuic::new(q.tls.cert.clone(), q.tls.key.clone()).with_bind_address(q.listen);
+        if let Some(ca) = &q.tls.client_ca {
+            quic = quic.with_ca_file(ca.clone()).with_require_client_cert(true);
+        }
+        lib.quic_config = Some(quic);
     }
     lib.max_packet_size = config.max_packet_size;
     lib.sys_topics_enabled = false;

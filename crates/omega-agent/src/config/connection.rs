@@ -54,6 +54,16 @@ pub(super) fn connection(
             raw.fallback_url_env.as_deref(),
         )
         .and_then(|u| broker_url(cx, "connection.fallback_url", &u));
+    for (path, url) in [
+        ("connection.server_url", &server_url),
+        ("connection.fallback_url", &fallback_url),
+    ] {
+        if let Some(u) = url
+            && let Some(why) = quic_unavailable(u, cfg!(feature = "quic"))
+        {
+            cx.invalid(path, Some(&u.to_string()), why);
+        }
+    }
     if let (Some(s), Some(_)) = (&server_url, &fallback_url)
         && s.scheme.transport() != omega_config::Transport::Quic
     {
@@ -140,6 +150,12 @@ pub(super) fn connection(
         mqtt: mqtt?,
         jitr,
     })
+}
+
+/// Why `url` cannot be used by a build with (`quic_built`) or without the `quic` feature.
+pub(super) fn quic_unavailable(url: &BrokerUrl, quic_built: bool) -> Option<&'static str> {
+    (url.scheme.transport() == omega_config::Transport::Quic && !quic_built)
+        .then_some(crate::transport::QUIC_NOT_BUILT)
 }
 
 fn mqtt(

@@ -195,16 +195,34 @@ fn a_certificate_without_its_key_is_refused() {
 
 #[test]
 fn schemes_and_ports_parse() {
-    for (url, port) in [
-        ("ssl://b", 8883),
-        ("quic://b", 14567),
-        ("tcp://b:1999", 1999),
-    ] {
+    let quic = cfg!(feature = "quic").then_some(("quic://b", 14567));
+    for (url, port) in [("ssl://b", 8883), ("tcp://b:1999", 1999)]
+        .into_iter()
+        .chain(quic)
+    {
         let c = load(&with(&[("mqtt://127.0.0.1", url)])).unwrap();
         assert_eq!(c.connection.server_url.port, port);
     }
     let e = first_err(&with(&[("mqtt://127.0.0.1", "ws://b")]));
     assert_eq!(e.path(), Some("connection.server_url"));
+}
+
+#[test]
+fn quic_urls_need_the_quic_feature() {
+    let quic = omega_config::BrokerUrl::parse("quics://b:14567").unwrap();
+    let ssl = omega_config::BrokerUrl::parse("ssl://b").unwrap();
+    let why = super::connection::quic_unavailable(&quic, false).unwrap();
+    assert!(why.contains("`quic` feature"), "{why}");
+    assert_eq!(super::connection::quic_unavailable(&quic, true), None);
+    assert_eq!(super::connection::quic_unavailable(&ssl, false), None);
+    // This build's verdict, as `agent validate` reports it.
+    let loaded = load(&with(&[("mqtt://127.0.0.1", "quic://b")]));
+    if cfg!(feature = "quic") {
+        assert!(loaded.is_ok());
+    } else {
+        let e = first_err(&with(&[("mqtt://127.0.0.1", "quic://b")]));
+        assert_eq!(e.path(), Some("connection.server_url"));
+    }
 }
 
 #[test]

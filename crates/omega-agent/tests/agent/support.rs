@@ -56,6 +56,8 @@ pub fn run_config(dir: &Path, source: &Path, device: &str, broker_url: &str) -> 
         },
         mqtt: MqttSettings {
             url: broker_url.to_string(),
+            fallback_url: None,
+            session_expiry: Duration::from_secs(3600),
             client_id: device.to_string(),
             keep_alive: Duration::from_secs(5),
             credentials: None,

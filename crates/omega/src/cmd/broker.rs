@@ -2,7 +2,8 @@
 //! (`crates/omega-broker`, `docs/broker.md`).
 //!
 //! Prints one line on stdout once the listener is bound, `listening on mqtt://ADDR` (or
-//! `mqtts://`), so scripts can wait for it and read the port; logs go to stderr. Stops
+//! `mqtts://`), so scripts can wait for it and read the port, and with `--quic` a second one,
+//! `listening on quics://ADDR`; logs go to stderr. Stops
 //! gracefully on SIGINT or SIGTERM and exits 0.
 
 use std::io::Write;
@@ -12,7 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use omega_broker::{Broker, BrokerConfig, BrokerError, SessionStore, TlsFiles};
+use omega_broker::{Broker, BrokerConfig, BrokerError, QuicListener, SessionStore, TlsFiles};
 
 use crate::exit::UsageError;
 
@@ -37,10 +38,24 @@ pub struct BrokerArgs {
     /// (default: in memory, kept only while the broker runs).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// UDP IP:PORT for MQTT over QUIC, beside the --listen listener. Uses --quic-cert,
+    /// --quic-key and --quic-ca, or else the --tls-* files (QUIC always needs a certificate).
+    #[arg(long, value_name = "ADDR")]
+    quic: Option<SocketAddr>,
+    /// Server certificate chain (PEM) for the QUIC listener only (the --listen listener
+    /// stays as --tls-* make it, e.g. plain TCP).
+    #[arg(long, value_name = "FILE", requires_all = ["quic", "quic_key"])]
+    quic_cert: Option<PathBuf>,
+    /// Server private key (PEM) for the QUIC listener.
+    #[arg(long, value_name = "FILE", requires_all = ["quic", "quic_cert"])]
+    quic_key: Option<PathBuf>,
+    /// CA certificates (PEM) for client certificates on the QUIC listener (mutual TLS).
+    #[arg(long, value_name = "FILE", requires = "quic_cert")]
+    quic_ca: Option<PathBuf>,
 }
 
 impl BrokerArgs {
-    fn config(&self) -> BrokerConfig {
+    fn config(&self) -> Result<BrokerConfig, UsageError> {
         let mut config = BrokerConfig::new(self.listen);
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
             config = config.with_tls(TlsFiles {
@@ -52,7 +67,25 @@ impl BrokerArgs {
         if let Some(dir) = &self.data_dir {
             config = config.with_sessions(SessionStore::Dir(dir.clone()));
         }
-        config
+        if let Some(listen) = self.quic {
+            let tls = match (&self.quic_cert, &self.quic_key, &config.tls) {
+                (Some(cert), Some(key), _) => TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: self.quic_ca.clone(),
+                },
+                (_, _, Some(tls)) => tls.clone(),
+                _ => {
+                    return Err(UsageError(
+                        "--quic needs a server certificate: give --quic-cert and --quic-key \
+                         (or --tls-cert and --tls-key)"
+                            .into(),
+                    ));
+                }
+            };
+            config = config.with_quic(QuicListener { listen, tls });
+        }
+        Ok(config)
     }
 }
 
@@ -63,7 +96,8 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<ExitCode> {
         .thread_name("omega-broker")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args.config()))
+    let config = args.config()?;
+    runtime.block_on(serve(config))
 }
 
 async fn serve(config: BrokerConfig) -> anyhow::Result<ExitCode> {
@@ -72,6 +106,10 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<ExitCode> {
     let broker = Broker::bind(config).await.map_err(classify)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on {}", broker.url())
+        .and_then(|()| match broker.quic_url() {
+            Some(quic) => writeln!(out, "listening on {quic}"),
+            None => Ok(()),
+        })
         .and_then(|()| out.flush())
         .context("cannot write to stdout")?;
     drop(out);

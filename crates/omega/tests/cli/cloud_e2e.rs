@@ -55,7 +55,7 @@ pub(crate) fn omega(args: &[&str]) -> Output {
 }
 
 /// A child process that is killed when the guard drops, so a failing test leaves none behind.
-pub(crate) struct Proc(Option<Child>);
+pub(crate) struct Proc(pub(crate) Option<Child>);
 
 impl Proc {
     /// SIGTERM, then the exit status must be 0.

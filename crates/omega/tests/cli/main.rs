@@ -15,6 +15,8 @@ mod controls_e2e;
 mod demo;
 #[cfg(all(feature = "agent", feature = "cloud"))]
 mod mirror_e2e;
+#[cfg(all(feature = "agent", feature = "cloud", feature = "broker"))]
+mod quic_e2e;
 #[cfg(all(feature = "agent", feature = "cloud"))]
 mod recovery_e2e;
 #[cfg(all(feature = "agent", feature = "cloud"))]

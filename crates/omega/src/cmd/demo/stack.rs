@@ -305,6 +305,8 @@ pub fn start_agent_with(
         },
         mqtt: MqttSettings {
             url: broker_url.to_string(),
+            fallback_url: None,
+            session_expiry: Duration::from_secs(3600),
             client_id: device.to_string(),
             keep_alive: Duration::from_secs(5),
             credentials: None,

@@ -1,0 +1,285 @@
+//! MQTT over QUIC end to end (issue #12): `omega agent run` → `omega broker --quic` (mutual
+//! TLS on the QUIC listener) → `omega cloud serve` (plain TCP on the same broker; the cloud's
+//! ingest speaks mqtt:// only) → a fresh PostgreSQL database. Also: a client certificate from
+//! another CA is refused, a broker killed with SIGKILL mid-stream and restarted on the same
+//! ports loses nothing (receipts), and an unreachable `quic://` falls back to `ssl://` on a
+//! private mosquitto.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use omega_testkit::pki::Pki;
+use omega_testkit::postgres::PostgresDb;
+
+use crate::cloud_e2e::{CONVERGE, Proc, Setup, TABLES, app_writes};
+
+/// `omega broker` with a plain TCP listener and a QUIC listener whose TLS files come from
+/// `pki`; `client_ca` is the CA client certificates must be signed by.
+struct QuicBroker {
+    proc: Option<Proc>,
+    tcp: SocketAddr,
+    quic: SocketAddr,
+    args: Vec<String>,
+}
+
+impl QuicBroker {
+    fn start(pki: &Pki, client_ca: &Path) -> QuicBroker {
+        let args = vec![
+            "--quic-cert".to_string(),
+            pki.path("server.pem").display().to_string(),
+            "--quic-key".into(),
+            pki.path("server.key").display().to_string(),
+            "--quic-ca".into(),
+            client_ca.display().to_string(),
+        ];
+        let (proc, tcp, quic) = spawn_broker("127.0.0.1:0", "127.0.0.1:0", &args);
+        QuicBroker {
+            proc: Some(proc),
+            tcp,
+            quic,
+            args,
+        }
+    }
+
+    /// SIGKILL, then a new process on the same TCP and UDP ports.
+    fn kill9_and_restart(&mut self) {
+        self.proc.take().unwrap().kill9();
+        let (proc, tcp, quic) =
+            spawn_broker(&self.tcp.to_string(), &self.quic.to_string(), &self.args);
+        assert_eq!((tcp, quic), (self.tcp, self.quic));
+        self.proc = Some(proc);
+    }
+}
+
+/// Starts `omega broker` and reads its two `listening on` lines.
+fn spawn_broker(listen: &str, quic: &str, tls: &[String]) -> (Proc, SocketAddr, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_omega"))
+        .args(["broker", "--listen", listen, "--quic", quic])
+        .args(tls)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start omega broker");
+    let stdout = child.stdout.take().unwrap();
+    let proc = Proc(Some(child));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if let Some(url) = line.strip_prefix("listening on ") {
+                let _ = tx.send(url.to_string());
+            }
+        }
+    });
+    let addr = |scheme: &str| {
+        let url = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("omega broker printed its listening lines within 30 s");
+        url.strip_prefix(scheme)
+            .unwrap_or_else(|| panic!("{url} is not {scheme}"))
+            .parse::<SocketAddr>()
+            .unwrap()
+    };
+    let tcp = addr("mqtt://");
+    let quic = addr("quics://");
+    (proc, tcp, quic)
+}
+
+/// Points the agent of `setup` at `server_url` (and `fallback_url`) with the CA and client
+/// certificate of `pki`.
+fn use_urls(setup: &Setup, broker: SocketAddr, server_url: &str, fallback: &str, pki: &Pki) {
+    let path = setup.path("device.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let from = format!("  server_url: mqtt://{broker}\n");
+    assert!(text.contains(&from), "{text}");
+    let to = format!(
+        "  server_url: {server_url}\n{fallback}",
+        fallback = if fallback.is_empty() {
+            String::new()
+        } else {
+            format!("  fallback_url: {fallback}\n")
+        }
+    );
+    let tls = format!(
+        "    keep_alive: 5s\n    tls:\n      ca_cert_path: {}\n      client_cert_path: {}\n      client_key_path: {}\n",
+        pki.path("ca.pem").display(),
+        pki.path("client.pem").display(),
+        pki.path("client.key").display()
+    );
+    let text = text
+        .replace(&from, &to)
+        .replace("    keep_alive: 5s\n", &tls);
+    std::fs::write(&path, text).unwrap();
+}
+
+/// Starts `omega agent run` at INFO with its log in `agent.log`, and waits until its capture
+/// triggers are installed on every table (they are, before the first connection attempt).
+fn start_agent_logged(setup: &Setup) -> (Proc, std::path::PathBuf) {
+    let log = setup.path("agent.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_omega"))
+        .args(["agent", "run", "--config"])
+        .arg(setup.path("device.yaml"))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start omega agent run");
+    let agent = Proc(Some(child));
+    let conn = crate::support::app_conn(setup.source());
+    omega_testkit::wait::until_true("capture triggers on every table", CONVERGE, || {
+        TABLES.iter().all(|t| {
+            conn.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1",
+                [t],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
+                > 0
+        })
+    });
+    (agent, log)
+}
+
+/// A broker with a QUIC listener that requires client certificates of `pki`'s CA, a setup
+/// whose agent dials it over QUIC with `pki`'s client certificate.
+fn quic_setup(prefix: &str, db: &PostgresDb, pki: &Pki) -> (QuicBroker, Setup) {
+    let broker = QuicBroker::start(pki, &pki.path("ca.pem"));
+    let setup = Setup::with_agent_lines(prefix, Some(db.url()), broker.tcp, "");
+    use_urls(
+        &setup,
+        broker.tcp,
+        &format!("quic://{}", broker.quic),
+        "",
+        pki,
+    );
+    (broker, setup)
+}
+
+#[test]
+fn quic_with_mutual_tls_mirrors_the_source_exactly_on_postgres() {
+    let db = PostgresDb::fresh();
+    let pki = Pki::generate("omega-quic-device");
+    let (_broker, setup) = quic_setup("quic", &db, &pki);
+    let cloud = setup.start_cloud();
+    let agent = setup.start_agent();
+    app_writes(&setup.source(), 0, 8);
+    setup.converge();
+    app_writes(&setup.source(), 3, 4);
+    setup.converge();
+    agent.sigterm();
+    cloud.sigterm();
+}
+
+#[test]
+fn a_client_certificate_from_another_ca_is_refused_over_quic() {
+    let db = PostgresDb::fresh();
+    let pki = Pki::generate("omega-quic-device");
+    let other = Pki::generate("omega-quic-device");
+    // The broker wants client certificates of `other`'s CA; the agent has `pki`'s (and
+    // verifies the broker's certificate with `pki`'s CA, which signed it).
+    let broker = QuicBroker::start(&pki, &other.path("ca.pem"));
+    let setup = Setup::with_agent_lines("quicca", Some(db.url()), broker.tcp, "");
+    use_urls(
+        &setup,
+        broker.tcp,
+        &format!("quic://{}", broker.quic),
+        "",
+        &pki,
+    );
+    let (agent, log) = start_agent_logged(&setup);
+    omega_testkit::wait::until_true("two refused connection attempts", CONVERGE, || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("cannot connect to broker")
+            .count()
+            >= 2
+    });
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("connected to broker"), "{text}");
+    agent.sigterm();
+}
+
+#[test]
+fn a_quic_broker_killed_mid_stream_and_restarted_loses_nothing() {
+    let db = PostgresDb::fresh();
+    let pki = Pki::generate("omega-quic-device");
+    let (mut broker, setup) = quic_setup("quickill", &db, &pki);
+    let cloud = setup.start_cloud();
+    let (agent, log) = start_agent_logged(&setup);
+    let source = setup.source();
+    let writer = std::thread::spawn(move || {
+        for round in 0..30 {
+            app_writes(&source, round, 1);
+            // The application's pace: batches keep flowing while the broker dies.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(400));
+        broker.kill9_and_restart();
+    }
+    writer.join().unwrap();
+    setup.converge();
+    // The kills really cut the agent's QUIC connection, and it came back.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lost = text.find("broker connection lost");
+    assert!(
+        lost.is_some_and(|at| text[at..].contains("connected to broker")),
+        "{text}"
+    );
+    agent.sigterm();
+    cloud.sigterm();
+}
+
+#[test]
+fn an_unreachable_quic_url_falls_back_to_ssl_on_mosquitto() {
+    let db = PostgresDb::fresh();
+    let pki = Pki::generate("omega-quic-device");
+    // A plain listener for the cloud, a TLS listener (client certificates of the CA) for the
+    // agent's fallback.
+    let tls_port = omega_testkit::ports::free_port();
+    let mosquitto = omega_testkit::mosquitto::Mosquitto::start_with(&format!(
+        "listener {tls_port} 127.0.0.1\n{}",
+        pki.mosquitto_tls_lines()
+    ));
+    // Nothing listens on this UDP port.
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let quic = dead.local_addr().unwrap();
+    drop(dead);
+    let setup = Setup::with_agent_lines("quicfb", Some(db.url()), mosquitto.addr(), "");
+    use_urls(
+        &setup,
+        mosquitto.addr(),
+        &format!("quic://{quic}"),
+        &format!("ssl://127.0.0.1:{tls_port}"),
+        &pki,
+    );
+    let cloud = setup.start_cloud();
+    let (agent, log) = start_agent_logged(&setup);
+    app_writes(&setup.source(), 0, 4);
+    // The fallback, then a connection on it (the only way in: nothing answers on the QUIC
+    // port).
+    let deadline = std::time::Instant::now() + CONVERGE;
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(at) = text.find("falling back to connection.fallback_url")
+            && text[at..].contains("connected to broker")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no fallback connection within {CONVERGE:?}; agent log:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    setup.converge();
+    agent.sigterm();
+    cloud.sigterm();
+}
