@@ -11,8 +11,9 @@
 //! - Clients without a certificate, with an expired one or with one from another CA are
 //!   refused.
 //! - `omega agent run` → mosquitto (ACL, mTLS both ways) → `omega cloud serve` (mqtts with
-//!   `broker.tls`): the mirror equals the source, receipts flow back through the ACL, and a
-//!   batch replayed by the device's identity on another device's topic creates nothing.
+//!   `broker.tls`): the mirror equals the source, receipts flow back through the ACL, a
+//!   batch replayed by the device's identity on another device's topic creates nothing, and
+//!   one naming a tenant (`org_id`) is quarantined with `envelope_unstripped_tenant_fields`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -494,6 +495,26 @@ fn agent_to_cloud_over_mtls_and_the_acl_applies_only_the_devices_own_rows() {
     for l in all["items"].as_array().unwrap() {
         assert_eq!(l["device_id"], setup.device.as_str(), "{l:#}");
     }
+
+    // A copy of the batch naming a tenant at the top level, on the device's own topic: the ACL
+    // lets it through, the cloud quarantines it (`protocol.md` §3.2).
+    let mut tampered: serde_json::Value = serde_json::from_str(&batch).unwrap();
+    tampered["org_id"] = serde_json::json!("someone-else");
+    // A new batch id: a known one only counts a delivery (`cloud.md` §4 step 2).
+    tampered["batch_id"] = serde_json::json!(omega_protocol::ids::new_v7());
+    rt.block_on(async {
+        let mut p = b.peer(&setup.device, &unique("tamper")).await;
+        assert!(
+            p.publish_acked(&rows_of(&setup.device), &tampered.to_string())
+                .await
+        );
+    });
+    let code = "envelope_unstripped_tenant_fields";
+    omega_testkit::wait::until_true("the tenant field quarantined", WAIT, || {
+        setup
+            .cloud_json(&["quarantine", "--device", &setup.device, "--code", code])
+            .is_ok_and(|q| q["items"].as_array().is_some_and(|i| !i.is_empty()))
+    });
     agent.sigterm();
     cloud.sigterm();
 }
