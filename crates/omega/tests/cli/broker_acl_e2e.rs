@@ -518,3 +518,48 @@ fn agent_to_cloud_over_mtls_and_the_acl_applies_only_the_devices_own_rows() {
     agent.sigterm();
     cloud.sigterm();
 }
+
+#[test]
+fn broker_acl_prints_both_files_and_refuses_bad_input() {
+    let run = crate::cloud_e2e::omega;
+    let out = run(&["cloud", "broker-acl", "--cloud-user", "cloud-1"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for line in [
+        "listener 8883",
+        "require_certificate true",
+        "use_identity_as_username true",
+        "acl_file /etc/mosquitto/omega.acl",
+        "pattern write omega/%u/sync/rows/batch",
+        "pattern read omega/%u/sync/ingest/receipt",
+        "user cloud-1",
+        "topic write omega/+/sync/ingest/control",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+    for (args, needle) in [
+        (
+            &["--device-topic", "omega/+"][..],
+            "--device-topic `omega/+`",
+        ),
+        (&["--cloud-identity", "a b"][..], "cloud identity `a b`"),
+        (&["--device-topic", "t%u/{device}"][..], "`t%u`"),
+    ] {
+        let mut all = vec!["cloud", "broker-acl"];
+        all.extend_from_slice(args);
+        let out = run(&all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("gen");
+    let args = ["cloud", "broker-acl", "--out", out_dir.to_str().unwrap()];
+    assert!(run(&args).status.success());
+    let conf = std::fs::read_to_string(out_dir.join("omega-listener.conf")).unwrap();
+    let acl_line = format!("acl_file {}", out_dir.join("omega.acl").display());
+    assert!(conf.lines().any(|l| l == acl_line), "{conf}");
+    let again = run(&args);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+}
