@@ -102,7 +102,8 @@ impl IngestOptions {
     ///
     /// `mqtts://`/`ssl://` brokers are verified against `broker.tls.ca` under the URL's host
     /// name, with `broker.tls.cert`/`key` sent for mTLS ([`omega_tls`]); a file that cannot be
-    /// used is [`IngestError::Tls`], naming the key. QUIC is refused
+    /// used, a key that does not match, or a client certificate outside its validity is
+    /// [`IngestError::Tls`], naming the key. QUIC is refused
     /// ([`IngestError::UnsupportedTransport`]).
     pub fn from_config(cfg: &CloudConfig, hostname: &str) -> Result<Self, IngestError> {
         let url = &cfg.broker.url;
@@ -127,8 +128,11 @@ impl IngestOptions {
                 let tls = omega_tls::client_config(&omega_tls::ClientFiles {
                     ca: cfg.broker.ca.as_deref(),
                     ca_field: "broker.tls.ca",
-                    client,
+                    client: client.clone(),
                 })?;
+                if let Some(pair) = &client {
+                    omega_tls::check_client_validity(pair)?;
+                }
                 mqtt.set_transport(rumqttc::Transport::tls_with_config(
                     rumqttc::TlsConfiguration::Rustls(Arc::new(tls)),
                 ));

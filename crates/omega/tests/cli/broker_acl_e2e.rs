@@ -563,3 +563,35 @@ fn broker_acl_prints_both_files_and_refuses_bad_input() {
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 }
+
+/// The cloud refuses to start with an expired client certificate (exit 2, naming the key)
+/// instead of having the broker refuse its handshake forever.
+#[test]
+fn cloud_serve_with_an_expired_certificate_exits_2_naming_the_key() {
+    let placeholder: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let setup = Setup::with_config("acl-old", None, placeholder, "  auto_approve: true\n", "");
+    let pki = Pki::generate("unused");
+    let (cert, key) = pki.issue_client("old-cloud", CLOUD, true);
+    edit(
+        &setup.path("cloud.yaml"),
+        "url: mqtt://127.0.0.1:1\n",
+        &format!(
+            "url: mqtts://127.0.0.1:1\n  tls:\n    ca: {}\n    cert: {}\n    key: {}\n",
+            pki.path("ca.pem").display(),
+            cert.display(),
+            key.display()
+        ),
+    );
+    let out = crate::cloud_e2e::omega(&[
+        "cloud",
+        "serve",
+        "--config",
+        setup.path("cloud.yaml").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("broker.tls.cert: ") && stderr.contains("certificate expired on"),
+        "{stderr}"
+    );
+}
