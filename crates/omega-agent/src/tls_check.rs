@@ -309,3 +309,37 @@ pub fn check_client_pair(
 
 #[cfg(test)]
 mod tests;
+
+/// Whether the client chain in `cert_path` chains to a CA of the bundle in `ca_path` at
+/// `now`, checked as a broker that trusts only that bundle checks it (webpki, client-auth
+/// usage): `None` when it does, else the reason (e.g. `UnknownIssuer`). The bundle verifies
+/// the broker; a broker may trust another CA for clients, so callers report this as a
+/// warning.
+pub fn chain_mismatch(
+    cert_path: &Path,
+    ca_path: &Path,
+    now: OffsetDateTime,
+) -> Result<Option<String>, TlsCheckError> {
+    let chain = read_certs(cert_path)?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (_, unusable) = roots.add_parsable_certificates(read_certs(ca_path)?);
+    if roots.is_empty() {
+        return Ok(Some(format!(
+            "none of the {unusable} certificate(s) of the bundle is a usable CA"
+        )));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+            .build()
+            .map_err(|e| TlsCheckError::Pem {
+                path: ca_path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+    let secs = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+    let time = rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs));
+    Ok(verifier
+        .verify_client_cert(&chain[0], &chain[1..], time)
+        .err()
+        .map(|e| e.to_string()))
+}

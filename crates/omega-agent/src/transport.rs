@@ -105,57 +105,30 @@ pub fn mqtt_options(s: &MqttSettings, max_inflight: u16) -> Result<MqttOptions, 
     Ok(o)
 }
 
-fn read_pem_certs(
-    path: &PathBuf,
-) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, TransportError> {
-    let data = std::fs::read(path).map_err(|e| TransportError::Tls(path.clone(), e.to_string()))?;
-    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut data.as_slice()).collect();
-    let certs = certs.map_err(|e| TransportError::Tls(path.clone(), e.to_string()))?;
-    if certs.is_empty() {
-        return Err(TransportError::Tls(
-            path.clone(),
-            "no PEM certificate found".into(),
-        ));
-    }
-    Ok(certs)
-}
-
-/// A rustls client configuration (ring provider) that always verifies the server against the
-/// CA file and sends the client certificate when given.
+/// A rustls client configuration (ring provider, built by [`omega_tls::client_config`]) that
+/// always verifies the server against the CA file and sends the client certificate when given.
 pub fn rustls_config(files: TlsFiles) -> Result<rustls::ClientConfig, TransportError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = files.ca.clone().ok_or_else(|| {
-        TransportError::Tls(
-            PathBuf::from("(none)"),
-            "a CA file (mqtt.tls.ca_cert_path) is required for TLS".into(),
-        )
-    })?;
-    for cert in read_pem_certs(&ca)? {
-        roots
-            .add(cert)
-            .map_err(|e| TransportError::Tls(ca.clone(), e.to_string()))?;
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TransportError::Tls(ca.clone(), e.to_string()))?
-        .with_root_certificates(roots);
-    match files.client {
-        Some((cert, key)) => {
-            let chain = read_pem_certs(&cert)?;
-            let data =
-                std::fs::read(&key).map_err(|e| TransportError::Tls(key.clone(), e.to_string()))?;
-            let key_der = rustls_pemfile::private_key(&mut data.as_slice())
-                .map_err(|e| TransportError::Tls(key.clone(), e.to_string()))?
-                .ok_or_else(|| {
-                    TransportError::Tls(key.clone(), "no PEM private key found".into())
-                })?;
-            builder
-                .with_client_auth_cert(chain, key_der)
-                .map_err(|e| TransportError::Tls(key.clone(), e.to_string()))
-        }
-        None => Ok(builder.with_no_client_auth()),
-    }
+    const TLS: &str = "connection.mqtt.tls";
+    let (ca_field, cert_field, key_field) = (
+        format!("{TLS}.ca_cert_path"),
+        format!("{TLS}.client_cert_path"),
+        format!("{TLS}.client_key_path"),
+    );
+    let client = files
+        .client
+        .as_ref()
+        .map(|(cert, key)| omega_tls::ClientPair {
+            cert,
+            cert_field: &cert_field,
+            key,
+            key_field: &key_field,
+        });
+    omega_tls::client_config(&omega_tls::ClientFiles {
+        ca: files.ca.as_deref(),
+        ca_field: &ca_field,
+        client,
+    })
+    .map_err(|e| TransportError::Tls(e.path.clone(), format!("({}) {}", e.field, e.reason)))
 }
 
 #[cfg(test)]

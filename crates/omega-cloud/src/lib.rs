@@ -24,12 +24,14 @@
 //! - [`policy`]: the schema policy and review scopes.
 //! - [`store`]: the [`store::Store`] trait and its PostgreSQL and SQLite implementations.
 //! - [`wire`]: wire encoding of stored values (stand-in until `omega-protocol` has it).
+//! - [`broker_acl`]: the Mosquitto listener and ACL of `omega cloud broker-acl` (§17).
 //! - [`view`]: JSON views of records in the API's shapes (§18), for the CLI and the API.
 
 #![warn(missing_docs)]
 
 pub mod api;
 pub mod apply;
+pub mod broker_acl;
 pub mod config;
 pub mod controls;
 pub mod dedupe;

@@ -47,7 +47,13 @@ pub struct Mosquitto {
     port: u16,
     dir: tempfile::TempDir,
     extra: String,
+    /// Replaces the anonymous listener: the listener section for a port (see
+    /// [`Mosquitto::start_config`]).
+    custom: Option<ListenerFn>,
 }
+
+/// Builds a broker's listener section for the port it was given.
+type ListenerFn = std::sync::Arc<dyn Fn(u16) -> String + Send + Sync>;
 
 impl Mosquitto {
     /// Starts a plain broker with anonymous access and no persistence.
@@ -58,6 +64,17 @@ impl Mosquitto {
     /// Starts a broker with extra configuration lines appended after the listener line. Lines
     /// that belong to the listener (e.g. `cafile`, `require_certificate`) go right after it.
     pub fn start_with(extra: &str) -> Self {
+        Self::start_inner(extra, None)
+    }
+
+    /// Starts a broker whose listener section is `config(port)` for a free port (for example
+    /// the output of `omega cloud broker-acl`, which brings its own `listener`, TLS lines,
+    /// `allow_anonymous false` and `acl_file`); only logging and persistence lines are added.
+    pub fn start_config(config: impl Fn(u16) -> String + Send + Sync + 'static) -> Self {
+        Self::start_inner("", Some(std::sync::Arc::new(config)))
+    }
+
+    fn start_inner(extra: &str, custom: Option<ListenerFn>) -> Self {
         let mut dir = tempfile::tempdir().expect("tempdir");
         let mut last_err = String::new();
         for _ in 0..5 {
@@ -67,6 +84,7 @@ impl Mosquitto {
                 port,
                 dir,
                 extra: extra.to_string(),
+                custom: custom.clone(),
             };
             match broker.spawn() {
                 Ok(()) => return broker,
@@ -88,11 +106,14 @@ impl Mosquitto {
         let conf = self.dir.path().join("mosquitto.conf");
         let log = self.dir.path().join("mosquitto.log");
         let mut f = std::fs::File::create(&conf).map_err(|e| e.to_string())?;
+        let listener = match &self.custom {
+            Some(custom) => custom(self.port),
+            None => format!("listener {} 127.0.0.1\nallow_anonymous true", self.port),
+        };
         writeln!(
             f,
-            "listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n\
-             max_inflight_messages 0\nlog_dest file {log}\npersistence_location {dir}/\n{extra}",
-            port = self.port,
+            "max_queued_messages 0\nmax_inflight_messages 0\nlog_dest file {log}\n\
+             persistence_location {dir}/\n{listener}\n{extra}",
             log = log.display(),
             dir = self.dir.path().display(),
             extra = self.extra

@@ -9,6 +9,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, 
 /// `client.pem`, `client.key`.
 pub struct Pki {
     dir: tempfile::TempDir,
+    issuer: Issuer<'static, KeyPair>,
 }
 
 impl Pki {
@@ -37,7 +38,27 @@ impl Pki {
             std::fs::write(dir.path().join(format!("{name}.key")), key.serialize_pem())
                 .expect("write key");
         }
-        Pki { dir }
+        Pki { dir, issuer }
+    }
+
+    /// Issues one more client certificate from this CA into `{name}.pem` and `{name}.key`,
+    /// CN (and DNS SAN) `cn`. With `expired`, its validity ended in 2021.
+    pub fn issue_client(&self, name: &str, cn: &str, expired: bool) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(vec![cn.to_string()]).expect("params");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let cert = params.signed_by(&key, &self.issuer).expect("sign");
+        let (cert_path, key_path) = (
+            self.path(&format!("{name}.pem")),
+            self.path(&format!("{name}.key")),
+        );
+        std::fs::write(&cert_path, cert.pem()).expect("write cert");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+        (cert_path, key_path)
     }
 
     /// A file of the PKI.

@@ -285,3 +285,30 @@ fn a_ca_bundle_with_one_valid_certificate_passes_with_warnings() {
     );
     assert!(check_ca_bundle(&old, now()).is_err());
 }
+
+#[test]
+fn a_client_certificate_chains_only_to_its_own_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name.push(DnType::CommonName, "device CA");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    std::fs::write(d.join("ca.pem"), ca.self_signed(&ca_key).unwrap().pem()).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let mut leaf = CertificateParams::new(vec!["press-01".to_owned()]).unwrap();
+    leaf.distinguished_name.push(DnType::CommonName, "press-01");
+    let cert = leaf
+        .signed_by(&KeyPair::generate().unwrap(), &issuer)
+        .unwrap();
+    std::fs::write(d.join("issued.crt"), cert.pem()).unwrap();
+    assert_eq!(
+        chain_mismatch(&d.join("issued.crt"), &d.join("ca.pem"), now()).unwrap(),
+        None
+    );
+    let (other, _) = valid(d, "other", "press-01", &KeyPair::generate().unwrap());
+    let why = chain_mismatch(&other, &d.join("ca.pem"), now())
+        .unwrap()
+        .expect("a self-signed certificate does not chain to the CA");
+    assert!(why.contains("UnknownIssuer"), "{why}");
+}

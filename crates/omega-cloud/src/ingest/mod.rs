@@ -104,18 +104,45 @@ impl IngestOptions {
     /// sets [`IngestOptions::receipts`] (it needs the signing key, read with
     /// [`crate::config::ControlConfig::read_key`], and `receipts.interval`).
     ///
-    /// TLS and QUIC brokers are refused for now ([`IngestError::UnsupportedTransport`]).
+    /// `mqtts://`/`ssl://` brokers are verified against `broker.tls.ca` under the URL's host
+    /// name, with `broker.tls.cert`/`key` sent for mTLS ([`omega_tls`]); a file that cannot be
+    /// used, a key that does not match, or a client certificate outside its validity is
+    /// [`IngestError::Tls`], naming the key. QUIC is refused
+    /// ([`IngestError::UnsupportedTransport`]).
     pub fn from_config(cfg: &CloudConfig, hostname: &str) -> Result<Self, IngestError> {
         let url = &cfg.broker.url;
-        if url.scheme.transport() != Transport::Plain || cfg.broker.ca.is_some() {
-            // TODO(tls): build a rustls client config from broker.tls (as the agent does).
-            return Err(IngestError::UnsupportedTransport(url.to_string()));
-        }
         let mut mqtt = MqttOptions::new(
             cfg.broker.client_id_for(hostname),
             url.host.clone(),
             url.port,
         );
+        match url.scheme.transport() {
+            Transport::Plain => {}
+            Transport::Tls => {
+                let client =
+                    cfg.broker
+                        .client_cert
+                        .as_ref()
+                        .map(|(cert, key)| omega_tls::ClientPair {
+                            cert,
+                            cert_field: "broker.tls.cert",
+                            key,
+                            key_field: "broker.tls.key",
+                        });
+                let tls = omega_tls::client_config(&omega_tls::ClientFiles {
+                    ca: cfg.broker.ca.as_deref(),
+                    ca_field: "broker.tls.ca",
+                    client: client.clone(),
+                })?;
+                if let Some(pair) = &client {
+                    omega_tls::check_client_validity(pair)?;
+                }
+                mqtt.set_transport(rumqttc::Transport::tls_with_config(
+                    rumqttc::TlsConfiguration::Rustls(Arc::new(tls)),
+                ));
+            }
+            Transport::Quic => return Err(IngestError::UnsupportedTransport(url.to_string())),
+        }
         if let Some(user) = &cfg.broker.username {
             let password = cfg.broker.password.as_ref().map(|p| p.expose().to_string());
             mqtt.set_credentials(user.clone(), password.unwrap_or_default());
@@ -155,8 +182,11 @@ pub enum IngestError {
     #[error("ingest.workers must be 1–256, got {0}")]
     Workers(usize),
     /// The broker URL needs a transport ingest does not speak yet.
-    #[error("broker {0}: TLS and QUIC are not supported by ingest yet; use mqtt://")]
+    #[error("broker.url {0}: QUIC is not supported by ingest yet; use mqtts:// or mqtt://")]
     UnsupportedTransport(String),
+    /// A `broker.tls` file cannot be used (the message names the key and the file).
+    #[error(transparent)]
+    Tls(#[from] omega_tls::TlsError),
     /// The MQTT client's request channel is gone (the event loop stopped).
     #[error("MQTT client: {0}")]
     Client(#[from] LinkError),
@@ -428,8 +458,29 @@ mod tests {
     }
 
     #[test]
-    fn tls_brokers_are_refused_for_now() {
-        let yaml = "control:\n  signing_key_path: k\nbroker:\n  url: mqtts://b.example\n";
+    fn tls_brokers_need_usable_files_named_by_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let yaml = "control:\n  signing_key_path: k\nbroker:\n  url: mqtts://b.example\n  \
+                    tls:\n    ca: ca.pem\n    cert: c.pem\n    key: c.key\n";
+        let cfg = CloudConfig::from_yaml_str(yaml, &d.join("cloud.yaml"), &|_| None).unwrap();
+        let err = IngestOptions::from_config(&cfg, "h").unwrap_err();
+        assert!(err.to_string().starts_with("broker.tls.ca: "), "{err}");
+        let pki = omega_testkit::pki::Pki::generate("omega-cloud");
+        std::fs::copy(pki.path("ca.pem"), d.join("ca.pem")).unwrap();
+        std::fs::copy(pki.path("client.pem"), d.join("c.pem")).unwrap();
+        std::fs::copy(pki.path("server.key"), d.join("c.key")).unwrap();
+        let err = IngestOptions::from_config(&cfg, "h").unwrap_err();
+        assert!(err.to_string().starts_with("broker.tls.key: "), "{err}");
+        std::fs::copy(pki.path("client.key"), d.join("c.key")).unwrap();
+        let o = IngestOptions::from_config(&cfg, "h").unwrap();
+        assert_eq!(o.mqtt.broker_address(), ("b.example".to_string(), 8883));
+        assert!(matches!(o.mqtt.transport(), rumqttc::Transport::Tls(_)));
+    }
+
+    #[test]
+    fn quic_brokers_are_refused_for_now() {
+        let yaml = "control:\n  signing_key_path: k\nbroker:\n  url: quic://b.example\n";
         let cfg = CloudConfig::from_yaml_str(yaml, Path::new("/x/cloud.yaml"), &|_| None).unwrap();
         assert!(matches!(
             IngestOptions::from_config(&cfg, "h"),

@@ -10,6 +10,7 @@
 //! pending), 2 usage or configuration error (bad flags, config file, store URL, column
 //! actions).
 
+mod broker_acl;
 mod control;
 mod inspect;
 mod keygen;
@@ -52,6 +53,8 @@ pub enum CloudCommand {
     /// One lineage by id.
     #[command(subcommand)]
     Lineage(LineageCommand),
+    /// Prints a Mosquitto mTLS listener and ACL file confining each device to its root topic.
+    BrokerAcl(broker_acl::BrokerAclArgs),
 }
 
 /// `omega cloud lineage …`.
@@ -306,5 +309,6 @@ pub fn run(cmd: CloudCommand) -> anyhow::Result<ExitCode> {
         CloudCommand::Resume(args) => control::resume(&args),
         CloudCommand::Resnapshot(args) => control::resnapshot(&args),
         CloudCommand::Lineage(LineageCommand::Reset(args)) => control::reset(&args),
+        CloudCommand::BrokerAcl(args) => broker_acl::run(&args),
     }
 }

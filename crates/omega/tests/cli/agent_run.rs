@@ -313,3 +313,41 @@ fn sigterm_during_startup_still_exits_0() {
         assert!(status.success(), "SIGTERM during startup: {status}");
     }
 }
+
+/// `agent.md` §4: replication runs only with `security.capabilities.sqlite-replication: true`;
+/// otherwise `omega agent run` exits 2 naming the key, before touching the source.
+#[test]
+fn run_without_the_replication_capability_exits_2_naming_the_key() {
+    let device = Device::new("nocap", "mqtt://127.0.0.1:1");
+    for (from, to) in [
+        (
+            "{ sqlite-replication: true }",
+            "{ sqlite-replication: false }",
+        ),
+        ("{ sqlite-replication: false }", "{}"),
+    ] {
+        let text = std::fs::read_to_string(device.config()).unwrap();
+        assert!(text.contains(from), "{text}");
+        std::fs::write(device.config(), text.replacen(from, to, 1)).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_omega"))
+            .args(["agent", "run", "--config"])
+            .arg(device.config())
+            .output()
+            .expect("run omega agent run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "capabilities {to}: {stderr}");
+        assert!(
+            stderr.contains("security.capabilities.sqlite-replication"),
+            "capabilities {to}: {stderr}"
+        );
+        let triggers: i64 = rusqlite::Connection::open(device.source())
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(triggers, 0, "no capture installed without the capability");
+    }
+}

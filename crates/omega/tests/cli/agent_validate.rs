@@ -383,3 +383,50 @@ fn a_state_db_of_another_device_is_refused() {
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert!(stdout(&out).contains("device id `press-01`"));
 }
+
+/// The device certificate must chain to a CA of `ca_cert_path` for a broker that trusts only
+/// that CA: one from another CA draws a warning naming both files (not an error: a broker may
+/// trust a different CA for clients than the one that signs its own certificate).
+#[test]
+fn a_certificate_from_another_ca_draws_a_warning() {
+    let warning = "not issued by a CA in";
+    // The fixture's device certificate is self-signed: not from pki/ca.pem.
+    let f = Fixture::new();
+    let out = f.validate(&[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains(warning))
+        .unwrap_or_else(|| panic!("no wrong-CA warning:\n{text}"));
+    assert!(line.starts_with("warning: "), "{line}");
+    assert!(
+        line.contains("connection.mqtt.tls.client_cert_path: "),
+        "{line}"
+    );
+    assert!(
+        line.contains("device.crt") && line.contains("ca.pem"),
+        "{line}"
+    );
+
+    // Issued by the CA in pki/ca.pem: no warning.
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "device CA");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = rcgen::CertificateParams::new(vec![DEVICE.to_owned()]).unwrap();
+    leaf.distinguished_name
+        .push(rcgen::DnType::CommonName, DEVICE);
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    std::fs::write(f.path("pki/ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(f.path("pki/device.crt"), cert.pem()).unwrap();
+    std::fs::write(f.path("pki/device.key"), key.serialize_pem()).unwrap();
+    let out = f.validate(&[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(!text.contains(warning), "{text}");
+}

@@ -5,6 +5,8 @@ mod agent_run;
 mod agent_validate;
 mod bench;
 #[cfg(all(feature = "agent", feature = "cloud"))]
+mod broker_acl_e2e;
+#[cfg(all(feature = "agent", feature = "cloud"))]
 mod brokers_e2e;
 #[cfg(feature = "cloud")]
 mod cloud_cli;

@@ -140,6 +140,21 @@ fn connection(r: &mut Report, c: &Connection, now: OffsetDateTime) {
                 for w in rep.warnings {
                     r.warn(Some(&ck), w);
                 }
+                if let Some(ca) = &c.mqtt.tls.ca_cert_path {
+                    match tls_check::chain_mismatch(&pair.cert_path, ca, now) {
+                        Ok(None) => {}
+                        Ok(Some(why)) => r.warn(
+                            Some(&ck),
+                            format!(
+                                "{}: not issued by a CA in {} ({why}): a broker that trusts only \
+                                 that CA refuses this certificate",
+                                pair.cert_path.display(),
+                                ca.display()
+                            ),
+                        ),
+                        Err(e) => r.warn(Some(&ck), e.to_string()),
+                    }
+                }
             }
             Err(e) => {
                 let p = tls_path(&e, &pair.cert_path, &pair.key_path, &ck, &kk);
