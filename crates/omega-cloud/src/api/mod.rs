@@ -7,11 +7,12 @@
 //!
 //! The status page `/` answers only clients on a loopback address (no token needed).
 //!
-//! Routes whose backend does not exist yet (purge-staged, staged rows, JITR; pause
-//! and resume without a control key) answer 501 `not_implemented`.
+//! Routes whose backend does not exist yet (purge-staged, staged rows; pause
+//! and resume without a control key; JITR without a `jitr` block) answer 501 `not_implemented`.
 
 pub mod error;
 pub mod idempotency;
+mod jitr;
 mod routes;
 mod status_page;
 
@@ -46,6 +47,7 @@ struct Inner {
     stats: Option<Arc<IngestStats>>,
     idempotency: IdempotencyCache,
     control_key: std::sync::OnceLock<ControlKey>,
+    jitr: std::sync::OnceLock<Arc<crate::jitr::JitrService>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -75,6 +77,7 @@ impl ApiState {
                 stats,
                 idempotency: IdempotencyCache::default(),
                 control_key: std::sync::OnceLock::new(),
+                jitr: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -83,6 +86,12 @@ impl ApiState {
     /// those routes answer 501. Set once: a second key is ignored.
     pub fn with_control_key(self, key: ControlKey) -> Self {
         let _ = self.inner.control_key.set(key);
+        self
+    }
+
+    /// Serves `POST /v1/jitr` with `service`; without one the route answers 501. Set once.
+    pub fn with_jitr(self, service: Arc<crate::jitr::JitrService>) -> Self {
+        let _ = self.inner.jitr.set(service);
         self
     }
 }
@@ -120,7 +129,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/", get(status_page::page))
         .route("/v1/health", get(routes::health))
         // Open like health: devices enroll before they hold a token (§18.1).
-        .route("/v1/jitr", post(ni("POST /v1/jitr")))
+        .route("/v1/jitr", post(jitr::enroll))
         .merge(protected)
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
