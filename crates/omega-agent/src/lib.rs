@@ -12,6 +12,7 @@ pub mod config;
 pub mod discover;
 pub mod downlink;
 pub mod engine;
+pub mod enroll;
 pub mod publish;
 pub mod run;
 pub mod snapshot;

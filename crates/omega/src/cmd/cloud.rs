@@ -12,6 +12,7 @@
 
 mod control;
 mod inspect;
+mod jitr;
 mod keygen;
 mod review;
 mod serve;
@@ -52,6 +53,12 @@ pub enum CloudCommand {
     /// One lineage by id.
     #[command(subcommand)]
     Lineage(LineageCommand),
+    /// The CAs of JITR enrollment.
+    #[command(subcommand)]
+    Ca(jitr::CaCommand),
+    /// Bootstrap certificates of JITR enrollment.
+    #[command(subcommand)]
+    BootstrapCert(jitr::BootstrapCommand),
 }
 
 /// `omega cloud lineage …`.
@@ -306,5 +313,8 @@ pub fn run(cmd: CloudCommand) -> anyhow::Result<ExitCode> {
         CloudCommand::Resume(args) => control::resume(&args),
         CloudCommand::Resnapshot(args) => control::resnapshot(&args),
         CloudCommand::Lineage(LineageCommand::Reset(args)) => control::reset(&args),
+        CloudCommand::Ca(jitr::CaCommand::Init(args)) => jitr::ca_init(&args),
+        CloudCommand::BootstrapCert(jitr::BootstrapCommand::Issue(args)) => jitr::issue(&args),
+        CloudCommand::BootstrapCert(jitr::BootstrapCommand::Revoke(args)) => jitr::revoke(&args),
     }
 }

@@ -12,6 +12,8 @@ mod cloud_e2e;
 mod controls_e2e;
 mod demo;
 #[cfg(all(feature = "agent", feature = "cloud"))]
+mod jitr_e2e;
+#[cfg(all(feature = "agent", feature = "cloud"))]
 mod recovery_e2e;
 mod support;
 #[cfg(all(feature = "agent", feature = "cloud"))]

@@ -37,6 +37,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             stop_bars.clone(),
         )
     });
+    // JITR (agent.md §3 step 2, §17): one attempt before anything else; failure exits 1.
+    if let Some(j) = &config.connection.jitr {
+        let ca = config.connection.mqtt.tls.ca_cert_path.as_deref();
+        let now = time::OffsetDateTime::now_utc();
+        rt.block_on(omega_agent::enroll::ensure_enrolled(j, ca, now))
+            .context(
+                "JITR enrollment failed (no retry: the agent exits; a supervisor restarts it)",
+            )?;
+    }
     let summary = rt.block_on(async move { run_agent(cfg, shutdown_signal()).await });
     stop_bars.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(b) = bars {
