@@ -69,23 +69,34 @@ fn the_key_is_written_0600_before_use_and_then_reused() {
         assert_eq!(mode, 0o600);
     }
     let b = device_key(&path).unwrap();
-    assert_eq!(a.public_key_der(), b.public_key_der());
+    assert_eq!(a.public_key_pem(), b.public_key_pem());
     std::fs::write(&path, "junk").unwrap();
     let c = device_key(&path).unwrap();
-    assert_ne!(a.public_key_der(), c.public_key_der());
+    assert_ne!(a.public_key_pem(), c.public_key_pem());
 }
 
 #[test]
 fn the_csr_names_the_device() {
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
     let pem = make_csr(&key, "press-07").unwrap();
-    let params = rcgen::CertificateSigningRequestParams::from_pem(&pem).unwrap();
-    let cn = params
-        .params
-        .distinguished_name
-        .get(&DnType::CommonName)
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+    assert_eq!(block.label, "CERTIFICATE REQUEST");
+    let (_, csr) = <x509_parser::certification_request::X509CertificationRequest<'_> as
+        x509_parser::prelude::FromDer<'_, x509_parser::error::X509Error>>::from_der(&block.contents)
+    .unwrap();
+    let info = &csr.certification_request_info;
+    let cn = info
+        .subject
+        .iter_common_name()
+        .next()
+        .unwrap()
+        .as_str()
         .unwrap();
-    assert_eq!(cn, &rcgen::DnValue::Utf8String("press-07".into()));
+    assert_eq!(cn, "press-07");
+    assert_eq!(
+        info.subject_pki.raw,
+        rcgen::PublicKeyData::subject_public_key_info(&key).as_slice()
+    );
 }
 
 #[test]
