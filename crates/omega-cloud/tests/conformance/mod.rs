@@ -68,6 +68,7 @@ conformance!(
     telemetry_point_follows_the_prev_batch_seq_chain,
 );
 
+mod jitr;
 pub(crate) mod telemetry;
 use telemetry::{
     misfit_samples_are_quarantined_and_the_rest_written, staged_samples_are_replayed_on_approval,
