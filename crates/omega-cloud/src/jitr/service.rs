@@ -155,27 +155,53 @@ impl JitrService {
             key: flight_key,
         };
         let mut tx = store.begin().await?;
+        match self.decide(&mut tx, &req, &boot, lf, key).await {
+            Ok((body, true)) => {
+                tx.commit().await?;
+                Ok(body)
+            }
+            Ok((body, false)) => {
+                tx.rollback().await?;
+                Ok(body)
+            }
+            Err(e) => {
+                // An explicit rollback keeps the PostgreSQL connection in the pool.
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The checks inside the transaction, then the signing and the writes. Returns the
+    /// answer and whether anything was written (a replay writes nothing).
+    async fn decide<T: StoreTx + JitrTx>(
+        &self,
+        tx: &mut T,
+        req: &omega_protocol::jitr::EnrollRequest,
+        boot: &check::Bootstrap,
+        lf: &LoadedFleet,
+        key: Option<&str>,
+    ) -> Result<(Value, bool), JitrError> {
         let now = tx.now();
         tx.jitr_lock(&req.org_id, &req.fleet_id).await?;
         let record = tx.bootstrap_get(&boot.serial).await?;
         check::check_standing(
-            &boot,
+            boot,
             record.as_ref(),
             &req.org_id,
             &req.fleet_id,
             &lf.fleet.revoked_serials,
         )?;
         let csr = check::verify_csr(&req.csr, &req.device_name)?;
-        let digest = check::request_digest(&req, &csr);
+        let digest = check::request_digest(req, &csr);
         let answer_key = key.map(|k| format!("jitr:{k}"));
         if let Some(k) = &answer_key
             && let Replay::Stored(body) = check::replay(tx.answer_get(k).await?, &digest, now)?
         {
-            tx.rollback().await?;
-            return Ok(body);
+            return Ok((body, false));
         }
         let existing = tx.enrollment_get(&req.device_name).await?;
-        let renewal = check::name_free(existing.as_ref(), &req, &csr)?;
+        let renewal = check::name_free(existing.as_ref(), req, &csr)?;
         if !renewal {
             let (fleet_n, cert_n) = tx
                 .enrollment_counts(&req.org_id, &req.fleet_id, &boot.serial)
@@ -221,7 +247,6 @@ impl JitrService {
             )
             .await?;
         }
-        tx.commit().await?;
         tracing::info!(
             device = %req.device_name,
             org = %req.org_id,
@@ -229,8 +254,8 @@ impl JitrService {
             bootstrap_serial = %boot.serial,
             cert_serial = %issued.serial,
             renewal,
-            "JITR: device enrolled"
+            "JITR: device certificate signed"
         );
-        Ok(body)
+        Ok((body, true))
     }
 }
