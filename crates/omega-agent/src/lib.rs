@@ -13,6 +13,7 @@ pub mod config;
 pub mod discover;
 pub mod downlink;
 pub mod engine;
+pub mod enroll;
 pub mod failpoint;
 pub mod link;
 pub mod publish;

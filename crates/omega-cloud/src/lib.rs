@@ -36,6 +36,7 @@ pub mod config;
 pub mod controls;
 pub mod dedupe;
 pub mod ingest;
+pub mod jitr;
 pub mod lineage;
 pub mod materialize;
 pub mod metrics;

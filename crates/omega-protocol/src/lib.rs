@@ -18,6 +18,7 @@
 //! - [`signing`]: Ed25519 / HMAC-SHA256 signatures of controls and receipts (§12.4).
 
 pub mod ids;
+pub mod jitr;
 pub mod json;
 pub mod limits;
 pub mod message;

@@ -7,11 +7,12 @@
 //!
 //! The status page `/` answers only clients on a loopback address (no token needed).
 //!
-//! Routes whose backend does not exist yet (JITR; pause and resume without a control key)
-//! answer 501 `not_implemented`.
+//! Routes whose backend does not exist yet (pause and resume without a control key; JITR
+//! without a `jitr` block) answer 501 `not_implemented`.
 
 pub mod error;
 pub mod idempotency;
+mod jitr;
 mod metrics;
 mod routes;
 mod staged;
@@ -48,6 +49,7 @@ struct Inner {
     stats: Option<Arc<IngestStats>>,
     idempotency: IdempotencyCache,
     control_key: std::sync::OnceLock<ControlKey>,
+    jitr: std::sync::OnceLock<Arc<crate::jitr::JitrService>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -77,6 +79,7 @@ impl ApiState {
                 stats,
                 idempotency: IdempotencyCache::default(),
                 control_key: std::sync::OnceLock::new(),
+                jitr: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -87,11 +90,16 @@ impl ApiState {
         let _ = self.inner.control_key.set(key);
         self
     }
+
+    /// Serves `POST /v1/jitr` with `service`; without one the route answers 501. Set once.
+    pub fn with_jitr(self, service: Arc<crate::jitr::JitrService>) -> Self {
+        let _ = self.inner.jitr.set(service);
+        self
+    }
 }
 
 /// The API's routes (§18) with authentication and idempotency.
 pub fn router(state: ApiState) -> Router {
-    let ni = |what: &'static str| move || async move { ApiError::NotImplemented(what) };
     let protected = Router::new()
         .route("/v1/metrics", get(metrics::metrics))
         .route("/v1/lineages", get(routes::lineages))
@@ -116,7 +124,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/", get(status_page::page))
         .route("/v1/health", get(routes::health))
         // Open like health: devices enroll before they hold a token (§18.1).
-        .route("/v1/jitr", post(ni("POST /v1/jitr")))
+        .route("/v1/jitr", post(jitr::enroll))
         .merge(protected)
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

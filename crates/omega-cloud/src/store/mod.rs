@@ -19,6 +19,7 @@
 //! on a multi-threaded runtime.
 
 pub mod codec;
+pub mod jitr;
 pub mod postgres;
 pub mod sqlite;
 

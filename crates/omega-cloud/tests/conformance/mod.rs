@@ -71,6 +71,7 @@ conformance!(
     purge_drops_staged_entries_of_rejected_hashes_only,
 );
 
+mod jitr;
 mod staged;
 use staged::{
     purge_drops_staged_entries_of_rejected_hashes_only, staged_entries_are_listed_a_page_at_a_time,

@@ -13,6 +13,7 @@
 mod broker_acl;
 mod control;
 mod inspect;
+mod jitr;
 mod keygen;
 mod review;
 mod serve;
@@ -55,6 +56,12 @@ pub enum CloudCommand {
     Lineage(LineageCommand),
     /// Prints a Mosquitto mTLS listener and ACL file confining each device to its root topic.
     BrokerAcl(broker_acl::BrokerAclArgs),
+    /// The CAs of JITR enrollment.
+    #[command(subcommand)]
+    Ca(jitr::CaCommand),
+    /// Bootstrap certificates of JITR enrollment.
+    #[command(subcommand)]
+    BootstrapCert(jitr::BootstrapCommand),
 }
 
 /// `omega cloud lineage …`.
@@ -310,5 +317,8 @@ pub fn run(cmd: CloudCommand) -> anyhow::Result<ExitCode> {
         CloudCommand::Resnapshot(args) => control::resnapshot(&args),
         CloudCommand::Lineage(LineageCommand::Reset(args)) => control::reset(&args),
         CloudCommand::BrokerAcl(args) => broker_acl::run(&args),
+        CloudCommand::Ca(jitr::CaCommand::Init(args)) => jitr::ca_init(&args),
+        CloudCommand::BootstrapCert(jitr::BootstrapCommand::Issue(args)) => jitr::issue(&args),
+        CloudCommand::BootstrapCert(jitr::BootstrapCommand::Revoke(args)) => jitr::revoke(&args),
     }
 }

@@ -16,6 +16,8 @@ mod cloud_e2e;
 mod controls_e2e;
 mod demo;
 #[cfg(all(feature = "agent", feature = "cloud"))]
+mod jitr_e2e;
+#[cfg(all(feature = "agent", feature = "cloud"))]
 mod mirror_e2e;
 #[cfg(all(feature = "agent", feature = "cloud", feature = "broker"))]
 mod quic_e2e;

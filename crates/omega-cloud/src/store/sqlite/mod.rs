@@ -9,6 +9,7 @@
 //! loop acknowledges the message.
 
 mod controls;
+mod jitr;
 mod mirror;
 mod queries;
 mod reviews;
@@ -42,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_staged_order_index.sql"),
     include_str!("migrations/0003_ts_tables.sql"),
     include_str!("migrations/0004_ts_chain.sql"),
+    include_str!("migrations/0005_jitr.sql"),
 ];
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;

@@ -39,6 +39,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             stop_bars.clone(),
         )
     });
+    // JITR (agent.md §3 step 2, §17): one attempt before anything else; failure exits 1.
+    if let Some(j) = &config.connection.jitr {
+        let ca = config.connection.mqtt.tls.ca_cert_path.as_deref();
+        let now = time::OffsetDateTime::now_utc();
+        rt.block_on(omega_agent::enroll::ensure_enrolled(j, ca, now))
+            .context(
+                "JITR enrollment failed (no retry: the agent exits; a supervisor restarts it)",
+            )?;
+    }
     // The handlers exist before the engine opens (and installs the capture triggers): a
     // signal during startup stops the agent cleanly instead of killing it.
     let shutdown = {

@@ -48,7 +48,7 @@ pub fn run(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Creates `path` (failing if it exists) with `mode`, writes `bytes` and syncs.
-fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+pub(super) fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -46,6 +46,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .control
         .read_key(&cfg.file)
         .map_err(|e| UsageError(e.to_string()))?;
+    // JITR (cloud.md §16): the CA files are read now, so a bad one stops the start (exit 2).
+    let jitr = (cfg.jitr.as_ref())
+        .map(omega_cloud::jitr::JitrService::load)
+        .transpose()
+        .map_err(|e| UsageError(format!("jitr: {e}")))?
+        .map(Arc::new);
     let mut opts = IngestOptions::from_config(&cfg, &hostname()).map_err(ingest_error)?;
     opts.receipts = Some(ReceiptOptions::new(key, cfg.receipts_interval));
     let workers = opts.workers;
@@ -69,7 +75,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             let _ = rx.wait_for(|s| *s).await;
         };
         let http_stop = stopped(stop_rx.clone());
-        let http = serve_api(&cfg, store.clone(), opts.policy, stats.clone(), http_stop).await;
+        let http = serve_api(
+            &cfg,
+            store.clone(),
+            opts.policy,
+            stats.clone(),
+            jitr,
+            http_stop,
+        )
+        .await;
         let ready = tokio::spawn(announce_ready(stats.clone(), filter));
         let relay = tokio::spawn({
             let stop_tx = stop_tx.clone();
@@ -110,6 +124,7 @@ async fn serve_api(
     store: omega_cloud::store::AnyStore,
     policy: omega_cloud::policy::Policy,
     stats: Arc<IngestStats>,
+    jitr: Option<Arc<omega_cloud::jitr::JitrService>>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let listener = match tokio::net::TcpListener::bind(cfg.api.listen).await {
@@ -133,6 +148,9 @@ async fn serve_api(
     // Read (and checked) once already by `run`; the API signs pause/resume controls with it.
     if let Ok(key) = cfg.control.read_key(&cfg.file) {
         state = state.with_control_key(key);
+    }
+    if let Some(j) = jitr {
+        state = state.with_jitr(j);
     }
     Some(tokio::spawn(async move {
         if let Err(e) = omega_cloud::api::serve_http(listener, state, stop).await {
