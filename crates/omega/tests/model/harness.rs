@@ -359,9 +359,12 @@ impl Stack {
 /// A mirror row's version `(_omega_epoch, _omega_seq)`.
 pub type Version = (String, i64);
 
+/// One mirror as read: its name, its live rows, and every row's version (tombstones too).
+pub type MirrorRead = (String, Tables, BTreeMap<String, Version>);
+
 /// The live rows of every mirror of `table` for `device`, read with plain SQL from the store
 /// file (independently of the cloud's own read path): mirror name → canonical pk → the
-/// model's columns in order (a column the mirror lacks reads as the text `<no column>`).
+/// model's columns in order (a column the mirror lacks reads as NULL).
 /// Tombstoned rows are left out of the rows but their versions are returned too.
 pub fn read_mirrors(
     store: &rusqlite::Connection,
@@ -369,7 +372,7 @@ pub fn read_mirrors(
     table: &str,
     columns: &[String],
     key: &[String],
-) -> Result<Vec<(String, Tables, BTreeMap<String, Version>)>, String> {
+) -> Result<Vec<MirrorRead>, String> {
     let e = |e: rusqlite::Error| format!("reading the mirror of {table}: {e}");
     let mut names = Vec::new();
     {
@@ -417,9 +420,13 @@ pub fn read_mirrors(
             };
             let mut row = Vec::with_capacity(columns.len());
             for c in columns {
+                // A column added to the source reaches the mirror with the first batch under
+                // the new schema hash (a schema observation "starts nothing", `cloud.md` §4):
+                // until a row of the table changes, the mirror lacks it, and every source
+                // value of it is NULL. A non-NULL value the mirror lacks still differs.
                 let v = match idx(c) {
                     Some(i) => value(i)?,
-                    None => SqlValue::Text("<no column>".into()),
+                    None => SqlValue::Null,
                 };
                 row.push((c.clone(), v));
             }

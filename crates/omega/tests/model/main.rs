@@ -66,7 +66,17 @@ fn random_operations_against_agent_broker_and_cloud_converge_to_the_model() {
         .unwrap();
     let stats = std::sync::Mutex::new(model::Stats::default());
     let result = runner.run(&ops::case(), |(delivery, ops)| {
+        let started = std::time::Instant::now();
         let r = rt.block_on(model::run_case(delivery.into(), &ops, converge));
+        eprintln!(
+            "model case: {} ops, {delivery:?}, {:.1} s: {}",
+            ops.len(),
+            started.elapsed().as_secs_f64(),
+            match &r {
+                Ok(_) => "converged".to_string(),
+                Err(e) => format!("FAILED: {}", e.lines().next().unwrap_or_default()),
+            }
+        );
         match r {
             Ok(s) => {
                 stats.lock().unwrap().add(&s);
