@@ -37,11 +37,24 @@ pub struct AgentProc {
 }
 
 impl AgentProc {
-    fn spawn(cfg: RunConfig) -> Result<AgentProc, String> {
+    fn spawn(cfg: RunConfig, log: &Path) -> Result<AgentProc, String> {
+        // The agent's log (INFO and up), appended across restarts; shown when a case fails.
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("{}: {e}", log.display()))?;
+        let log = tracing::Dispatch::new(
+            tracing_subscriber::fmt()
+                .with_writer(Mutex::new(file))
+                .with_ansi(false)
+                .with_max_level(tracing::Level::INFO)
+                .finish(),
+        );
         let rt = stack::runtime(
             tokio::runtime::Builder::new_current_thread(),
             "model-agent",
-            None,
+            Some(log.clone()),
         )
         .map_err(|e| format!("the agent's runtime: {e}"))?;
         let (stop, stopped) = oneshot::channel::<()>();
@@ -49,6 +62,7 @@ impl AgentProc {
         let thread = std::thread::Builder::new()
             .name("model-agent".into())
             .spawn(move || {
+                let _guard = tracing::dispatcher::set_default(&log);
                 let out = rt.block_on(async move {
                     let run = omega_agent::run::run(cfg, async {
                         let _ = stopped.await;
@@ -279,8 +293,18 @@ impl Stack {
 
     /// Starts the agent (again, after a crash: same files).
     pub fn start_agent(&mut self) -> Result<(), String> {
-        self.agent = Some(AgentProc::spawn(self.run_config())?);
+        self.agent = Some(AgentProc::spawn(
+            self.run_config(),
+            &self.paths.dir.join("agent.log"),
+        )?);
         Ok(())
+    }
+
+    /// The last `n` lines of the agent's log.
+    pub fn agent_log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(self.paths.dir.join("agent.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
     /// Crashes the agent and starts it again from the same files.

@@ -11,9 +11,11 @@
 //! but a dependency; proptest's `Vec` shrinking already removes ops and simplifies each one.
 //!
 //! Run: `cargo nextest run -p omega --test model` (`OMEGA_MODEL_CASES=N` for a longer run;
-//! `OMEGA_MODEL_CONVERGE_SECS` bounds each convergence wait, 60 s by default). Figures of the
-//! run are printed at the end (`--no-capture` shows them).
+//! `OMEGA_MODEL_CONVERGE_SECS` bounds each convergence wait, 30 s by default;
+//! `OMEGA_MODEL_SHRINK_ITERS` and `OMEGA_MODEL_SHRINK_SECS`, 64 and 60 s, bound shrinking).
+//! Figures of the run are printed at the end (`--no-capture` shows them).
 
+mod found;
 mod harness;
 mod model;
 mod ops;
@@ -52,10 +54,13 @@ fn env_u32(name: &str, default: u32) -> u32 {
 #[test]
 fn random_operations_against_agent_broker_and_cloud_converge_to_the_model() {
     let cases = env_u32("OMEGA_MODEL_CASES", 16);
-    let converge = std::time::Duration::from_secs(env_u32("OMEGA_MODEL_CONVERGE_SECS", 60).into());
+    let converge = std::time::Duration::from_secs(env_u32("OMEGA_MODEL_CONVERGE_SECS", 30).into());
     let mut runner = TestRunner::new(Config {
         cases,
         max_shrink_iters: env_u32("OMEGA_MODEL_SHRINK_ITERS", 64),
+        // Shrinking stops here with the smallest failing case so far, so that a failure is
+        // reported well within nextest's 3-minute limit.
+        max_shrink_time: env_u32("OMEGA_MODEL_SHRINK_SECS", 60) * 1000,
         failure_persistence: None,
         ..Config::default()
     });
@@ -92,4 +97,21 @@ fn random_operations_against_agent_broker_and_cloud_converge_to_the_model() {
     }
     assert_eq!(stats.cases, u64::from(cases), "every case ran to the end");
     assert!(stats.rows_compared > 0, "some rows were compared");
+}
+
+/// Replays [`found::puback_cuts_and_crashes`] `OMEGA_MODEL_REPLAYS` times (default 3).
+#[test]
+fn a_case_with_puback_cuts_and_crashes_converges() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let converge = std::time::Duration::from_secs(env_u32("OMEGA_MODEL_CONVERGE_SECS", 30).into());
+    let (delivery, ops) = found::puback_cuts_and_crashes();
+    for i in 0..env_u32("OMEGA_MODEL_REPLAYS", 3) {
+        if let Err(e) = rt.block_on(model::run_case(delivery, &ops, converge)) {
+            panic!("replay {i}: {e}");
+        }
+    }
 }

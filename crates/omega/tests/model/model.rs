@@ -287,16 +287,27 @@ pub async fn run_case(delivery: Delivery, ops: &[Op], converge: Duration) -> Res
         converge,
     };
     stack.start_agent()?;
-    for (i, op) in ops.iter().enumerate() {
-        case.stats.ops += 1;
-        case.step(&mut stack, op)
-            .await
-            .map_err(|e| format!("op #{i} {op:?}: {e}"))?;
-        stack
-            .alive()
-            .map_err(|e| format!("after op #{i} {op:?}: {e}"))?;
+    let run = async {
+        for (i, op) in ops.iter().enumerate() {
+            case.stats.ops += 1;
+            case.step(&mut stack, op)
+                .await
+                .map_err(|e| format!("op #{i} {op:?}: {e}"))?;
+            stack
+                .alive()
+                .map_err(|e| format!("after op #{i} {op:?}: {e}"))?;
+        }
+        case.finish(&mut stack).await
+    };
+    if let Err(e) = run.await {
+        // Keep the files for a look (source, state.db, cloud.db, agent.log).
+        let kept = dir.keep();
+        return Err(format!(
+            "{e}\nagent log, last lines:\n{}\n(files kept in {})",
+            stack.agent_log_tail(25),
+            kept.display()
+        ));
     }
-    case.finish(&mut stack).await?;
     stack.stop().await?;
     case.stats.cases = 1;
     Ok(case.stats)
