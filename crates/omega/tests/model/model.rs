@@ -647,19 +647,25 @@ impl Case {
         if stack.delivery == Delivery::Receipts {
             let deadline = Instant::now() + self.converge;
             loop {
-                let state = omega_agent::state::StateDb::open_read_only(&stack.paths.state)
-                    .map_err(|e| e.to_string())?;
+                // The agent may still be creating `state.db` (a case of one or two ops): an
+                // error reading it is retried until the deadline like a cursor behind.
                 let mut behind = Vec::new();
-                for &i in &all {
-                    let name = self.tables[i].name;
-                    if let Some(ts) = state.table(name).map_err(|e| e.to_string())?
-                        && ts.confirmed_seq != ts.published_seq
-                    {
-                        behind.push(format!(
-                            "{name}: confirmed {} published {}",
-                            ts.confirmed_seq, ts.published_seq
-                        ));
+                match omega_agent::state::StateDb::open_read_only(&stack.paths.state) {
+                    Ok(state) => {
+                        for &i in &all {
+                            let name = self.tables[i].name;
+                            match state.table(name) {
+                                Ok(Some(ts)) if ts.confirmed_seq != ts.published_seq => behind
+                                    .push(format!(
+                                        "{name}: confirmed {} published {}",
+                                        ts.confirmed_seq, ts.published_seq
+                                    )),
+                                Ok(_) => {}
+                                Err(e) => behind.push(format!("reading state.db: {e}")),
+                            }
+                        }
                     }
+                    Err(e) => behind.push(format!("opening state.db: {e}")),
                 }
                 if behind.is_empty() {
                     break;
