@@ -11,13 +11,32 @@ use serde_path_to_error::Segment;
 use crate::error::{ConfigError, ErrorKind};
 use crate::suggest::closest;
 
+/// The 1-based line of a document marker (`---` or `...`) after the first line that holds
+/// content, if any.
+fn second_document_line(text: &str) -> Option<usize> {
+    let mut content = false;
+    for (i, l) in text.lines().enumerate() {
+        let marker = l.starts_with("---") || l.starts_with("...");
+        if marker && content {
+            return Some(i + 1);
+        }
+        content |= !marker && !l.trim().is_empty() && !l.trim_start().starts_with('#');
+    }
+    None
+}
+
 /// Decodes `text` (already templated) into `T`, naming `file` in errors.
 ///
 /// Duplicate keys and syntax errors are reported first (a YAML mapping with a key twice is an
 /// error, not "last one wins"); then `T` is decoded with its path tracked.
 pub fn parse_yaml<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, ConfigError> {
     if let Err(e) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
-        let line = e.location().map(|l| l.line());
+        // serde_yaml_ng gives no location for "more than one document": name the line where
+        // the second one starts (or line 1), so that every syntax error names a line.
+        let line = e
+            .location()
+            .map(|l| l.line())
+            .or_else(|| Some(second_document_line(text).unwrap_or(1)));
         let reason = strip_location(&e.to_string()).to_owned();
         let err = ConfigError::new(file, "", ErrorKind::Syntax { reason });
         return Err(match line {
@@ -300,6 +319,16 @@ mod tests {
         let e = err("name: [1\n");
         assert!(e.to_string().starts_with("config.yaml: line "), "{e}");
         assert!(matches!(e.kind(), ErrorKind::Syntax { .. }));
+    }
+
+    #[test]
+    fn a_second_document_is_an_error_naming_its_line() {
+        let e = err("name: a\n---\nname: b\n");
+        assert!(matches!(e.kind(), ErrorKind::Syntax { .. }));
+        assert_eq!(e.line(), Some(2), "{e}");
+        // Found by the config fuzz target (crates/omega/tests/fuzz/configs.rs).
+        let e = err("''\n''\n");
+        assert!(e.line().is_some(), "{e}");
     }
 
     #[test]
