@@ -102,6 +102,14 @@ pub fn parse_request(body: &[u8]) -> Result<EnrollRequest, JitrError> {
     }
     omega_protocol::topic::validate_device_id(&req.device_name)
         .map_err(|e| JitrError::InvalidRequest(format!("`device_name`: {e}")))?;
+    // A device certificate with the cloud's broker identity as its CN would get the cloud's
+    // rights over every device under the generated ACL (`docs/security.md`).
+    if req.device_name == crate::broker_acl::DEFAULT_CLOUD_IDENTITY {
+        return Err(JitrError::InvalidRequest(format!(
+            "`device_name`: `{}` is the cloud's broker identity and cannot be a device",
+            req.device_name
+        )));
+    }
     Ok(req)
 }
 

@@ -242,3 +242,13 @@ fn serials_are_normalized() {
     assert_eq!(serial_hex(&[0x00, 0x0a, 0xbc]), "abc");
     assert_eq!(serial_hex(&[0]), "0");
 }
+
+#[test]
+fn the_clouds_broker_identity_cannot_enroll_as_a_device() {
+    let body = serde_json::json!({"org_id": "acme", "fleet_id": "presses",
+        "device_name": crate::broker_acl::DEFAULT_CLOUD_IDENTITY, "csr": "x",
+        "bootstrap_cert_pem": "y"});
+    let e = parse_request(body.to_string().as_bytes()).unwrap_err();
+    assert_eq!(e.code(), "invalid_request");
+    assert!(e.to_string().contains("broker identity"), "{e}");
+}
