@@ -84,6 +84,10 @@ pub struct ApplyReport {
     pub snapshot_completed: bool,
     /// A new epoch arrived while a device-side cause holds: a fresh `pause_lineage` is due.
     pub pause_needed: bool,
+    /// This batch found its hash approved while the lineage still held `schema_review` from
+    /// an earlier batch (a part without `schema_columns` that arrived first) and lifted it;
+    /// rows staged meanwhile can be replayed now instead of at the next sweep.
+    pub replay_due: bool,
 }
 
 fn parse_id(field: &'static str, value: &str) -> Result<Uuid, ApplyError> {
@@ -183,9 +187,14 @@ async fn apply_in<T: StoreTx>(
     let approved = review
         .as_ref()
         .filter(|r| r.status == ReviewStatus::Approved);
-    if approved.is_none() && lineage.schema_hash.as_deref() == Some(hash) {
+    let newest = lineage.schema_hash.as_deref() == Some(hash);
+    if approved.is_none() && newest {
         lineage.add_cause(PauseCause::SchemaReview);
     }
+    // The cause an earlier batch of this hash added before the hash was approved (e.g. by the
+    // policy, when the batch carrying the columns arrived second) is stale: lifting it here,
+    // under the lineage lock, lets this batch materialize instead of staging until the sweep.
+    let lifted = approved.is_some() && newest && lineage.remove_cause(PauseCause::SchemaReview);
 
     let mut report = ApplyReport {
         lineage_id: lineage.id,
@@ -195,6 +204,7 @@ async fn apply_in<T: StoreTx>(
         failed: 0,
         snapshot_completed: false,
         pause_needed,
+        replay_due: false,
     };
     match approved {
         Some(review) if lineage.may_materialize() => {
@@ -284,6 +294,7 @@ async fn apply_in<T: StoreTx>(
         received_at: now,
     })
     .await?;
+    report.replay_due = lifted && lineage.staged_rows > 0;
     tx.lineage_save(&lineage).await?;
     Ok(ApplyOutcome::Applied(report))
 }

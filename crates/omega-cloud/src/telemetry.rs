@@ -163,6 +163,8 @@ async fn apply_in<T: StoreTx>(
     if approved.is_none() && newest {
         lineage.add_cause(PauseCause::SchemaReview);
     }
+    // As for row batches (`apply.rs`): a cause added before the hash was approved is stale.
+    let lifted = approved.is_some() && newest && lineage.remove_cause(PauseCause::SchemaReview);
 
     let row_ids: Vec<String> = batch
         .rows
@@ -182,6 +184,7 @@ async fn apply_in<T: StoreTx>(
         failed: 0,
         snapshot_completed: false,
         pause_needed: false,
+        replay_due: false,
     };
     match approved {
         Some(review) if lineage.may_materialize() => {
@@ -249,6 +252,7 @@ async fn apply_in<T: StoreTx>(
         }
     }
     tx.ledger_insert(&ledger).await?;
+    report.replay_due = lifted && (lineage.staged_rows > 0 || report.staged > 0);
     tx.lineage_save(&lineage).await?;
     Ok(ApplyOutcome::Applied(report))
 }

@@ -212,6 +212,7 @@ impl<S: Store> Worker<S> {
                                 materialized = report.materialized,
                                 staged = report.staged, failed = report.failed, "batch applied"
                             );
+                            self.replay_if_due(&report).await;
                             return Handled::Applied;
                         }
                         Ok(ApplyOutcome::Rejected { .. }) => return Handled::Quarantined,
@@ -248,6 +249,7 @@ impl<S: Store> Worker<S> {
                         Ok(ApplyOutcome::Duplicate) => return Handled::Duplicate,
                         Ok(ApplyOutcome::Applied(report)) => {
                             self.stats.count_rows(&report);
+                            self.replay_if_due(&report).await;
                             return Handled::Applied;
                         }
                         Ok(ApplyOutcome::Rejected { .. }) => return Handled::Quarantined,
@@ -293,6 +295,23 @@ impl<S: Store> Worker<S> {
                         Err(e) => backoff.wait(&self.stats, &e).await,
                     }
                 }
+            }
+        }
+    }
+
+    /// Replays a lineage's staged rows right after the batch that lifted its stale
+    /// `schema_review` cause committed ([`ApplyReport::replay_due`]), instead of leaving them to
+    /// the next sweep (up to 5 s). A failure is left to the sweep.
+    async fn replay_if_due(&self, report: &ApplyReport) {
+        if !report.replay_due {
+            return;
+        }
+        match crate::replay::replay_lineage(&self.store, &self.policy, report.lineage_id).await {
+            Ok(r) => {
+                tracing::debug!(lineage = %report.lineage_id, replayed = r.replayed, "staged rows replayed after approval")
+            }
+            Err(e) => {
+                tracing::warn!(lineage = %report.lineage_id, error = %e, "replay after approval failed; the sweep retries")
             }
         }
     }
