@@ -117,6 +117,8 @@ pub fn command_line() -> String {
 pub fn build_line() -> &'static str {
     if cfg!(debug_assertions) {
         "debug build (figures are not representative; build with `--release`)"
+    } else if cfg!(feature = "cloud") {
+        "release build (`cargo build --release -p omega`)"
     } else {
         "release build (`cargo build --release -p omega --no-default-features --features agent`)"
     }
