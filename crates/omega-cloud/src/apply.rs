@@ -21,7 +21,7 @@ use omega_protocol::schema::SchemaColumns;
 use uuid::Uuid;
 
 use crate::dedupe::{BatchKind, LedgerEntry, LedgerStatus, chain_step};
-use crate::lineage::{EpochOrder, Lineage, PauseCause};
+use crate::lineage::{EpochOrder, Lineage};
 use crate::materialize::{self, Change};
 use crate::policy::{Policy, Scope};
 use crate::quarantine::{MATERIALIZATION_FAILED, QuarantineEntry};
@@ -187,14 +187,10 @@ async fn apply_in<T: StoreTx>(
     let approved = review
         .as_ref()
         .filter(|r| r.status == ReviewStatus::Approved);
+    // Under the lineage lock: a stale cause lifted here lets this batch materialize instead of
+    // staging until the sweep.
     let newest = lineage.schema_hash.as_deref() == Some(hash);
-    if approved.is_none() && newest {
-        lineage.add_cause(PauseCause::SchemaReview);
-    }
-    // The cause an earlier batch of this hash added before the hash was approved (e.g. by the
-    // policy, when the batch carrying the columns arrived second) is stale: lifting it here,
-    // under the lineage lock, lets this batch materialize instead of staging until the sweep.
-    let lifted = approved.is_some() && newest && lineage.remove_cause(PauseCause::SchemaReview);
+    let lifted = lineage.review_cause(newest, approved.is_some());
 
     let mut report = ApplyReport {
         lineage_id: lineage.id,

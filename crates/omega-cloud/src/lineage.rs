@@ -298,6 +298,22 @@ impl Lineage {
         self.pause_causes.insert(cause)
     }
 
+    /// `schema_review` (§9) after a batch of `hash` was classified: added when the batch's hash
+    /// is the lineage's newest and not approved; lifted when it is approved — a cause an earlier
+    /// batch of the same hash added before the approval (e.g. a snapshot part without
+    /// `schema_columns` applied before the part carrying them) is stale. Returns whether the
+    /// cause was lifted.
+    pub fn review_cause(&mut self, newest: bool, approved: bool) -> bool {
+        match (newest, approved) {
+            (true, false) => {
+                self.add_cause(PauseCause::SchemaReview);
+                false
+            }
+            (true, true) => self.remove_cause(PauseCause::SchemaReview),
+            (false, _) => false,
+        }
+    }
+
     /// Removes a cause; returns whether it was present.
     pub fn remove_cause(&mut self, cause: PauseCause) -> bool {
         self.pause_causes.remove(&cause)

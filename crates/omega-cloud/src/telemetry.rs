@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::apply::{ApplyError, ApplyOutcome, ApplyReport, classify};
 use crate::dedupe::{BatchKind, LedgerEntry, LedgerStatus, chain_step};
-use crate::lineage::{Lineage, PauseCause};
+use crate::lineage::Lineage;
 use crate::naming;
 use crate::policy::{Policy, Scope};
 use crate::quarantine::{MATERIALIZATION_FAILED, QuarantineEntry};
@@ -160,11 +160,7 @@ async fn apply_in<T: StoreTx>(
     let approved = review
         .as_ref()
         .filter(|r| r.status == ReviewStatus::Approved);
-    if approved.is_none() && newest {
-        lineage.add_cause(PauseCause::SchemaReview);
-    }
-    // As for row batches (`apply.rs`): a cause added before the hash was approved is stale.
-    let lifted = approved.is_some() && newest && lineage.remove_cause(PauseCause::SchemaReview);
+    let lifted = lineage.review_cause(newest, approved.is_some());
 
     let row_ids: Vec<String> = batch
         .rows

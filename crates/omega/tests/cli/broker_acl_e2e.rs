@@ -415,7 +415,7 @@ fn agent_to_cloud_over_mtls_and_the_acl_applies_only_the_devices_own_rows() {
     // The processes are driven synchronously; the MQTT clients run on this runtime.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let placeholder: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
-    let setup = Setup::with_config("acl", None, placeholder, "  auto_approve: true\n", "");
+    let setup = Setup::on_broker("acl", None, placeholder);
     let b = AclBroker::start(&format!("{}/{{device}}", setup.root));
     let ca = b.pki.path("ca.pem");
     let (cloud_cert, cloud_key) = b.cert(CLOUD, false);
@@ -569,7 +569,7 @@ fn broker_acl_prints_both_files_and_refuses_bad_input() {
 #[test]
 fn cloud_serve_with_an_expired_certificate_exits_2_naming_the_key() {
     let placeholder: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
-    let setup = Setup::with_config("acl-old", None, placeholder, "  auto_approve: true\n", "");
+    let setup = Setup::on_broker("acl-old", None, placeholder);
     let pki = Pki::generate("unused");
     let (cert, key) = pki.issue_client("old-cloud", CLOUD, true);
     edit(

@@ -293,6 +293,12 @@ sqlite-replication:
             .spawn()
             .expect("start omega agent run");
         let child = Proc(Some(child));
+        self.wait_captured();
+        child
+    }
+
+    /// Waits until the agent installed its capture triggers on every table.
+    pub(crate) fn wait_captured(&self) {
         let conn = crate::support::app_conn(self.source());
         omega_testkit::wait::until_true("capture triggers on every table", CONVERGE, || {
             TABLES.iter().all(|t| {
@@ -305,7 +311,6 @@ sqlite-replication:
                     > 0
             })
         });
-        child
     }
 
     /// `omega cloud <args> --store URL --json`.

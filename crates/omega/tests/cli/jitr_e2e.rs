@@ -115,12 +115,10 @@ fn a_device_enrolls_connects_and_replicates_then_quota_replay_and_revocation() {
     ));
     let tls_port = broker.addr().port();
 
-    let s = Setup::with_config(
+    let s = Setup::on_broker(
         "jitr",
         None,
         std::net::SocketAddr::from(([127, 0, 0, 1], plain)),
-        "  auto_approve: true\n",
-        "",
     );
     let http = free_port();
     let mut cloud = std::fs::read_to_string(s.path("cloud.yaml")).unwrap();

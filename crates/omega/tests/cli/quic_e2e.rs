@@ -14,7 +14,7 @@ use std::time::Duration;
 use omega_testkit::pki::Pki;
 use omega_testkit::postgres::PostgresDb;
 
-use crate::cloud_e2e::{CONVERGE, Proc, Setup, TABLES, app_writes};
+use crate::cloud_e2e::{CONVERGE, Proc, Setup, app_writes};
 
 /// `omega broker` with a plain TCP listener and a QUIC listener whose TLS files come from
 /// `pki`; `client_ca` is the CA client certificates must be signed by.
@@ -131,18 +131,7 @@ fn start_agent_logged(setup: &Setup) -> (Proc, std::path::PathBuf) {
         .spawn()
         .expect("start omega agent run");
     let agent = Proc(Some(child));
-    let conn = crate::support::app_conn(setup.source());
-    omega_testkit::wait::until_true("capture triggers on every table", CONVERGE, || {
-        TABLES.iter().all(|t| {
-            conn.query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1",
-                [t],
-                |r| r.get::<_, i64>(0),
-            )
-            .unwrap()
-                > 0
-        })
-    });
+    setup.wait_captured();
     (agent, log)
 }
 

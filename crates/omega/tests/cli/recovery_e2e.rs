@@ -396,13 +396,7 @@ fn backpressure_stops_only_the_staged_table_and_resume_drains_everything_in_orde
 fn a_pause_sent_while_the_device_is_offline_and_lost_by_the_broker_is_resent_and_applied() {
     let mut broker = omega_testkit::mosquitto::Mosquitto::start();
     let db = PostgresDb::fresh();
-    let setup = Setup::with_config(
-        "offline",
-        Some(db.url()),
-        broker.addr(),
-        "  auto_approve: true\n",
-        "",
-    );
+    let setup = Setup::on_broker("offline", Some(db.url()), broker.addr());
     let cloud = setup.start_cloud();
     let agent = setup.start_agent();
     app_writes(&setup.source(), 0, 2);
@@ -463,13 +457,7 @@ fn add_column_with_a_default_reaches_every_existing_mirror_row() {
 fn a_tiny_broker_queue_while_the_cloud_is_down_loses_nothing() {
     let broker = omega_testkit::mosquitto::Mosquitto::start_with("max_queued_messages 3\n");
     let db = PostgresDb::fresh();
-    let setup = Setup::with_config(
-        "tinyq",
-        Some(db.url()),
-        broker.addr(),
-        "  auto_approve: true\n",
-        "",
-    );
+    let setup = Setup::on_broker("tinyq", Some(db.url()), broker.addr());
     let cloud = setup.start_cloud();
     let agent = setup.start_agent();
     app_writes(&setup.source(), 0, 2);

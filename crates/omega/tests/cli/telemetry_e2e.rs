@@ -160,11 +160,10 @@ fn fifty_thousand_samples_with_equal_timestamps_arrive_once_each_through_a_kill_
 fn telemetry_batches_a_broker_drops_while_the_cloud_is_down_are_re_sent() {
     let broker = omega_testkit::mosquitto::Mosquitto::start_with("max_queued_messages 2\n");
     let db = PostgresDb::fresh();
-    let setup = Setup::with_config(
+    let setup = Setup::with_agent_lines(
         "tsloss",
         Some(db.url()),
         broker.addr(),
-        "  auto_approve: true\n",
         "  snapshot_on_first_run: true\n  table_strategies:\n    samples:\n      strategy: telemetry\n      ts_column: at\n      ts_unit: ms\n",
     );
     rusqlite::Connection::open(setup.source())

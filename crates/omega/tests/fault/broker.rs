@@ -43,13 +43,7 @@ fn broker_restarts_without_persistence_while_writing_lose_nothing() {
     let started = Instant::now();
     let mut broker = omega_testkit::mosquitto::Mosquitto::start();
     let db = PostgresDb::fresh();
-    let setup = Setup::with_config(
-        "restarts",
-        Some(db.url()),
-        broker.addr(),
-        "  auto_approve: true\n",
-        "",
-    );
+    let setup = Setup::on_broker("restarts", Some(db.url()), broker.addr());
     let cloud = setup.start_cloud();
     let agent = setup.start_agent();
     let writer = Writer::start(&setup, 0, Duration::from_millis(30));

@@ -290,16 +290,7 @@ impl Counter {
             ""
         };
         let sql = format!("SELECT count(*) FROM \"{table}\" WHERE device_id = $1{live}");
-        match self {
-            Counter::Sqlite(c) => c
-                .query_row(&sql.replace("$1", "?1"), [device], |r| r.get(0))
-                .unwrap_or(0),
-            Counter::Postgres(c) => c
-                .query_one(&sql, &[&device])
-                .await
-                .map(|r| r.get::<_, i64>(0))
-                .unwrap_or(0),
-        }
+        self.count_sql(&sql, device).await
     }
 }
 
