@@ -4,8 +4,10 @@
 //! `broker.mqtt_version: "3.1.1"` and subscribes plainly).
 //!
 //! The body: agent → broker → `omega cloud serve` → a fresh PostgreSQL database; the mirror
-//! converges; the cloud is killed (-9) and the agent keeps publishing into the broker, which
-//! must hold the cloud's persistent session's messages; the cloud comes back and converges;
+//! converges; the cloud is killed (-9) and the agent keeps publishing into the broker (the
+//! broker acknowledges every change: `wait_broker_took_everything`); the cloud comes back and
+//! the mirror converges — from the broker's queued session, or from the agent's re-send when a
+//! receipt does not come (what is asserted is convergence, not which of the two carried it);
 //! the agent restarts gracefully, resumes its session and converges again.
 
 use omega_testkit::mosquitto::Mosquitto;

@@ -56,6 +56,20 @@ impl Tally {
     }
 }
 
+/// A refused input must carry a message; it is tallied under its code.
+pub fn refused(
+    tally: &Tally,
+    r: &omega_protocol::validate::Rejection,
+) -> Result<(), TestCaseError> {
+    if r.message.is_empty() {
+        return Err(TestCaseError::fail(format!(
+            "a rejection without a message: {r:?}"
+        )));
+    }
+    tally.count(format!("{:?}", r.code));
+    Ok(())
+}
+
 /// Runs `check` on `OMEGA_FUZZ_CASES` (default 3,000) inputs from `strategy`, prints the
 /// tally under `name`, and panics with the (shrunk) failing input if any input fails.
 pub fn fuzz<S: Strategy>(
