@@ -22,6 +22,7 @@ mod e2e;
 #[cfg(feature = "cloud")]
 mod fleet;
 mod latency;
+mod procfs;
 mod report;
 mod variants;
 mod workload;

@@ -20,12 +20,17 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
 use anyhow::{Context, bail};
 use omega_agent::config::{Strategy, TableStrategies, TableStrategy, Telemetry, TsUnit};
 use omega_agent::engine::Delivery;
 
+use super::procfs::{self, ThreadCpu};
 use super::report::{self, Machine, Table};
 use crate::cmd::demo::stack::{self, Paths};
+use omega_cloud::ingest::IngestStats;
 
 /// The section of `BENCHMARKS.md`.
 pub const SECTION_TITLE: &str = "omega bench e2e";
@@ -75,6 +80,87 @@ struct Figures {
     /// Commit → mirror latency at a paced 1,000 rows/s, p50 and p99.
     paced_p50: Duration,
     paced_p99: Duration,
+    /// Where the CPU went during the live flow, and the process's peak memory.
+    live_usage: Usage,
+    /// Batches the cloud applied during the live flow.
+    live_batches: u64,
+}
+
+/// Thread names of the bench's parts (`/proc` keeps 15 bytes of a name).
+const AGENT_THREADS: &str = "demo-agent";
+const BROKER_THREADS: &str = "bench-broker";
+const CLOUD_THREADS: &str = "bench-cloud";
+const BENCH_THREADS: &str = "omega-bench";
+
+/// CPU time by part and the process's peak resident memory over one flow.
+#[derive(Debug, Clone, Default)]
+struct Usage {
+    wall: Duration,
+    agent: Duration,
+    broker: Duration,
+    cloud: Duration,
+    /// The application's writer and the bench's polling.
+    app: Duration,
+    process: Duration,
+    peak_rss: u64,
+}
+
+/// A running measurement of [`Usage`]: samples thread CPU every 250 ms.
+struct Measuring {
+    threads: Arc<Mutex<ThreadCpu>>,
+    sampler: tokio::task::JoinHandle<()>,
+    process_at_start: Duration,
+}
+
+impl Usage {
+    /// Starts measuring: resets the process's peak memory and takes the first CPU sample.
+    fn begin() -> Measuring {
+        procfs::reset_peak(None);
+        let threads = Arc::new(Mutex::new(ThreadCpu::start()));
+        let sampler = {
+            let threads = threads.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    threads.lock().expect("not poisoned").sample();
+                }
+            })
+        };
+        Measuring {
+            threads,
+            sampler,
+            process_at_start: procfs::process_cpu(None).unwrap_or_default(),
+        }
+    }
+}
+
+impl Measuring {
+    /// Ends the measurement of a flow that took `wall`.
+    async fn end(self, wall: Duration) -> Usage {
+        self.sampler.abort();
+        let _ = self.sampler.await;
+        let mut t = self.threads.lock().expect("not poisoned");
+        t.sample();
+        Usage {
+            wall,
+            agent: t.used_by(AGENT_THREADS),
+            broker: t.used_by(BROKER_THREADS),
+            cloud: t.used_by(CLOUD_THREADS),
+            app: t.used_by(BENCH_THREADS),
+            process: procfs::process_cpu(None)
+                .unwrap_or_default()
+                .saturating_sub(self.process_at_start),
+            peak_rss: procfs::memory(None).map_or(0, |m| m.peak),
+        }
+    }
+}
+
+/// CPU time as a share of one core over `wall`.
+fn cores(cpu: Duration, wall: Duration) -> String {
+    format!(
+        "{:.0} %",
+        100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9)
+    )
 }
 
 /// Runs the bench and returns its Markdown section.
@@ -86,10 +172,22 @@ pub fn run(args: &super::E2eArgs) -> anyhow::Result<String> {
     }
     let rt = stack::runtime(
         tokio::runtime::Builder::new_multi_thread(),
-        "omega-bench",
+        BENCH_THREADS,
         None,
     )
     .context("starting the bench runtime")?;
+    // The broker and the cloud on runtimes of their own, so that their threads (and so their
+    // CPU time) can be told apart; the agent has its own thread and runtime already.
+    let part = |name| {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.thread_keep_alive(Duration::from_secs(600));
+        stack::runtime(b, name, None).with_context(|| format!("starting the {name} runtime"))
+    };
+    let (broker_rt, cloud_rt) = (part(BROKER_THREADS)?, part(CLOUD_THREADS)?);
+    let parts = Parts {
+        broker: broker_rt.handle().clone(),
+        cloud: cloud_rt.handle().clone(),
+    };
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
     let started = Instant::now();
     let mut all = Vec::new();
@@ -97,7 +195,7 @@ pub fn run(args: &super::E2eArgs) -> anyhow::Result<String> {
         eprintln!("bench e2e: {} ({n} rows per flow)…", store.name());
         let dir = scratch.path().join(format!("run-{i}"));
         std::fs::create_dir_all(&dir)?;
-        all.push(rt.block_on(measure(&dir, store, n))?);
+        all.push(rt.block_on(measure(&dir, store, n, &parts))?);
     }
     let machine = Machine::probe(scratch.path());
     let mut out = format!(
@@ -160,6 +258,35 @@ pub fn run(args: &super::E2eArgs) -> anyhow::Result<String> {
             report::count(f.live_puback),
             report::ratio(f.live / f.live_puback),
             format!("{:.1}", f.held_bytes_per_change),
+        ]);
+    }
+    out.push_str(&t.render());
+    out.push_str(
+        "\nWhere the CPU went during the live flow (receipts), as a share of one core over the flow's time: the agent's thread and its blocking pool, the embedded broker's runtime, the cloud's runtime (ingest, receipts, and the SQLite store, which runs on its blocking threads; PostgreSQL's own processes are not counted), and the application's writer with the bench's polling. Threads are read from `/proc/self/task` every 250 ms. Peak RSS is the whole process's (everything above in one process) during that flow; the agent alone is measured by `omega bench agent`.\n\n",
+    );
+    let mut t = Table::new(&[
+        "store",
+        "batches",
+        "rows per batch",
+        "agent",
+        "broker",
+        "cloud",
+        "application + bench",
+        "process",
+        "process peak RSS",
+    ]);
+    for f in &all {
+        let u = &f.live_usage;
+        t.row(vec![
+            f.store.to_string(),
+            report::count(f.live_batches as f64),
+            report::count(n as f64 / f.live_batches.max(1) as f64),
+            cores(u.agent, u.wall),
+            cores(u.broker, u.wall),
+            cores(u.cloud, u.wall),
+            cores(u.app, u.wall),
+            cores(u.process, u.wall),
+            format!("{:.1} MiB", u.peak_rss as f64 / (1024.0 * 1024.0)),
         ]);
     }
     out.push_str(&t.render());
@@ -304,32 +431,72 @@ async fn pg_connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     Ok(client)
 }
 
-/// Polls until `table` holds `want` rows of `device`; returns the time since `from`.
-async fn wait_for(
-    counter: &Counter,
-    table: &str,
-    device: &str,
+/// What a flow waits for: `want` rows of `device` in `table`, which the cloud's counter of
+/// committed rows reaches at `committed`.
+struct Goal<'a> {
+    table: &'a str,
+    device: &'a str,
     mirror: bool,
     want: i64,
+    committed: u64,
+}
+
+/// Waits until `goal.table` holds `goal.want` rows of the device; returns the time since
+/// `from`.
+///
+/// The cloud's own counter of committed rows (an atomic read every 2 ms) says when to look;
+/// one `count(*)` on the store then confirms it (repeated every 50 ms until it does). Counting
+/// a table of a few hundred thousand rows on every poll would cost the store more CPU than the
+/// flow it measures.
+async fn wait_for(
+    counter: &Counter,
+    stats: &IngestStats,
+    goal: Goal<'_>,
     from: Instant,
     stack_alive: impl Fn() -> bool,
 ) -> anyhow::Result<Duration> {
+    let Goal {
+        table,
+        device,
+        mirror,
+        want,
+        committed,
+    } = goal;
+    // When the counter first reached the goal; the flow's time if the store agrees then.
+    let mut reached: Option<Duration> = None;
     loop {
-        let have = counter.count(table, device, mirror).await;
-        if have >= want {
-            return Ok(from.elapsed());
+        if stats.rows_materialized.load(Ordering::Relaxed) >= committed {
+            let at = *reached.get_or_insert_with(|| from.elapsed());
+            let have = counter.count(table, device, mirror).await;
+            if have >= want {
+                // When the counter got there (or, after a count that fell short, when the
+                // later count was taken).
+                return Ok(at);
+            }
+            reached = None;
+            if !stack_alive() || from.elapsed() > FLOW_TIMEOUT {
+                bail!("{table}: {have} of {want} rows after {:?}", from.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
         }
         if !stack_alive() {
             bail!("the agent or the cloud stopped while waiting for {table}");
         }
         if from.elapsed() > FLOW_TIMEOUT {
-            bail!("{table}: {have} of {want} rows after {FLOW_TIMEOUT:?}");
+            bail!("{table}: not all {want} rows after {FLOW_TIMEOUT:?}");
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
-async fn measure(dir: &Path, store: &Store, n: usize) -> anyhow::Result<Figures> {
+/// The runtimes the broker and the cloud run on.
+struct Parts {
+    broker: tokio::runtime::Handle,
+    cloud: tokio::runtime::Handle,
+}
+
+async fn measure(dir: &Path, store: &Store, n: usize, parts: &Parts) -> anyhow::Result<Figures> {
     let paths = Paths::new(dir, matches!(store, Store::Sqlite));
     let device = format!("bench-{}", &omega_protocol::ids::new_v7()[24..]);
     rusqlite::Connection::open(&paths.source)?.execute_batch(SCHEMA)?;
@@ -337,13 +504,19 @@ async fn measure(dir: &Path, store: &Store, n: usize) -> anyhow::Result<Figures>
 
     insert_readings(&paths.source, 0, n, 10_000)?;
     let verifier = stack::write_keys(&paths)?;
-    let broker = stack::start_broker().await?;
+    let broker = parts.broker.spawn(stack::start_broker()).await??;
     let url = broker.url();
     let postgres = match store {
-        Store::Postgres(u) => Some(u.as_str()),
+        Store::Postgres(u) => Some(u.clone()),
         Store::Sqlite => None,
     };
-    let cloud = stack::start_cloud(&paths, &url, postgres).await?;
+    let cloud = {
+        let (paths, url) = (paths.clone(), url.clone());
+        parts
+            .cloud
+            .spawn(async move { stack::start_cloud(&paths, &url, postgres.as_deref()).await })
+            .await??
+    };
     let strategies = TableStrategies::new(vec![TableStrategy {
         key: "samples".into(),
         strategy: Strategy::Telemetry(Telemetry {
@@ -366,37 +539,40 @@ async fn measure(dir: &Path, store: &Store, n: usize) -> anyhow::Result<Figures>
     let counter = Counter::open(store, &paths).await?;
     let alive = || !agent.is_finished() && !cloud.is_finished();
     let want = i64::try_from(n)?;
+    let stats = cloud.stats.clone();
+    let goal = |table, device, mirror, want: i64, rows: usize| Goal {
+        table,
+        device,
+        mirror,
+        want,
+        committed: stats.rows_materialized.load(Ordering::Relaxed) + rows as u64,
+    };
     let snapshot = wait_for(
         &counter,
-        "edge_mirror_readings",
-        &device,
-        true,
-        want,
+        &stats,
+        goal("edge_mirror_readings", &device, true, want, n),
         t0,
         alive,
     )
     .await?;
 
     let source = paths.source.clone();
+    let live_goal = goal("edge_mirror_readings", &device, true, 2 * want, n);
+    let batches_before = stats.applied.load(Ordering::Relaxed);
+    let usage = Usage::begin();
     let t1 = Instant::now();
     let writer = tokio::task::spawn_blocking(move || insert_readings(&source, 1 << 40, n, 100));
-    let live = wait_for(
-        &counter,
-        "edge_mirror_readings",
-        &device,
-        true,
-        2 * want,
-        t1,
-        alive,
-    )
-    .await?;
+    let live = wait_for(&counter, &stats, live_goal, t1, alive).await?;
+    let live_usage = usage.end(live).await;
+    let live_batches = stats.applied.load(Ordering::Relaxed) - batches_before;
     writer.await??;
 
     let (paced_p50, paced_p99) = paced_latency(&counter, &paths.source, &device, alive).await?;
 
+    let telemetry_goal = goal("edge_ts_samples", &device, false, want, n);
     insert_samples(&paths.source, n)?;
     let t2 = Instant::now();
-    let telemetry = wait_for(&counter, "edge_ts_samples", &device, false, want, t2, alive).await?;
+    let telemetry = wait_for(&counter, &stats, telemetry_goal, t2, alive).await?;
 
     // Pause → stop, then the drain of what was held.
     let key_pem = std::fs::read_to_string(&paths.control_key)?;
@@ -425,20 +601,12 @@ async fn measure(dir: &Path, store: &Store, n: usize) -> anyhow::Result<Figures>
         .context("reading the agent's status")?
         .buffered_bytes
         .unwrap_or(0);
+    let drain_goal = goal("edge_mirror_readings", &device, true, 3 * want, n);
     let t4 = Instant::now();
     omega_cloud::with_store!(&cloud.store, s => {
         omega_cloud::controls::operator_resume(s, &key, &device, "readings").await
     })?;
-    let drain = wait_for(
-        &counter,
-        "edge_mirror_readings",
-        &device,
-        true,
-        3 * want,
-        t4,
-        alive,
-    )
-    .await?;
+    let drain = wait_for(&counter, &stats, drain_goal, t4, alive).await?;
 
     agent.stop().await?;
 
@@ -460,19 +628,11 @@ async fn measure(dir: &Path, store: &Store, n: usize) -> anyhow::Result<Figures>
     )?;
     stack::wait_enrolled(&agent2, &p2.source, &["readings"]).await?;
     let source = p2.source.clone();
+    let puback_goal = goal("edge_mirror_readings", &device2, true, want, n);
     let t5 = Instant::now();
     let writer = tokio::task::spawn_blocking(move || insert_readings(&source, 0, n, 100));
     let alive2 = || !agent2.is_finished() && !cloud.is_finished();
-    let live_puback = wait_for(
-        &counter,
-        "edge_mirror_readings",
-        &device2,
-        true,
-        want,
-        t5,
-        alive2,
-    )
-    .await?;
+    let live_puback = wait_for(&counter, &stats, puback_goal, t5, alive2).await?;
     writer.await??;
     agent2.stop().await?;
     cloud.stop().await?;
@@ -490,6 +650,8 @@ async fn measure(dir: &Path, store: &Store, n: usize) -> anyhow::Result<Figures>
         live_puback: rate(live_puback),
         paced_p50,
         paced_p99,
+        live_usage,
+        live_batches,
     })
 }
 
