@@ -177,6 +177,12 @@ pub struct Engine {
     /// True during the enrollment of `open` (first-run rules apply to it only).
     initial: bool,
     retention: RetentionEstimate,
+    /// Rows a batch of live changes held at the last flush that filled more than one: how
+    /// many journal entries a flush reads per batch it may start.
+    rows_per_batch: usize,
+    /// Whether the last flush of live changes left changes behind (the window was full or
+    /// the read slice ended): the caller may flush again as soon as there is room.
+    backlog: bool,
     /// Tables skipped at enrollment, with the reason.
     pub skipped: Vec<(String, String)>,
 }
@@ -232,6 +238,8 @@ impl Engine {
             observations: Vec::new(),
             initial: true,
             retention: RetentionEstimate::default(),
+            rows_per_batch: omega_protocol::limits::MAX_ROWS_PER_BATCH,
+            backlog: false,
             skipped: Vec::new(),
         };
         engine.enroll()?;
@@ -848,6 +856,12 @@ impl Engine {
         Ok(out)
     }
 
+    /// Whether the last flush left live changes behind that it could not build for want of
+    /// room (or because its read slice ended): flush again once the window has room.
+    pub fn backlog(&self) -> bool {
+        self.backlog
+    }
+
     fn flush_changes(
         &mut self,
         room: &dyn Fn(&str) -> usize,
@@ -879,14 +893,20 @@ impl Engine {
                 .get(&tid)
                 .map(|n| self.tables[n].spec.key_columns.len())
         };
-        let entries = journal::read_after(&tx, from, READ_SLICE, key_len).map_err(|e| {
-            EngineError::Source {
+        // Read only what the window can take now: the batches the tables may start, at the
+        // rows a batch held last time (a flush after one PUBACK reads one batch's worth, not
+        // a whole slice it would mostly build and drop).
+        let batches_wanted: usize = active.iter().map(|n| room(n).min(*budget)).sum();
+        let limit = batches_wanted
+            .saturating_mul(self.rows_per_batch.max(1))
+            .clamp(1, READ_SLICE);
+        let entries =
+            journal::read_after(&tx, from, limit, key_len).map_err(|e| EngineError::Source {
                 path: self.cfg.source_db_path.clone(),
                 source: e,
-            }
-        })?;
+            })?;
         crate::failpoint::crash_point!("agent::journal_read");
-        let slice_full = entries.len() == READ_SLICE;
+        let slice_full = entries.len() == limit;
         let slice_end = entries.last().map_or(from, |e| e.seq);
         let entries: Vec<_> = entries
             .into_iter()
@@ -933,6 +953,7 @@ impl Engine {
 
         let mut out = Vec::new();
         let mut stats = BuildStats::default();
+        let mut any_limited = false;
         for name in &active {
             let room_here = room(name).min(*budget);
             let t = self.tables.get_mut(name).expect("active table is tracked");
@@ -945,10 +966,16 @@ impl Engine {
                     send_schema_columns: !t.schema_sent,
                     prev_commit_seq: Some(t.chain),
                 };
-                let mut built = builder::build(&ctx, &changes, ids::new_v7, &mut stats);
-                if built.len() > room_here {
-                    built.truncate(room_here);
-                    limited = true;
+                let (built, left) =
+                    builder::build_at_most(&ctx, &changes, room_here, ids::new_v7, &mut stats);
+                limited = left;
+                any_limited |= left;
+                if built.len() > 1 {
+                    // All but the last batch were closed by a limit: their size is what a
+                    // batch of this table holds now.
+                    let full = &built[..built.len() - 1];
+                    self.rows_per_batch =
+                        full.iter().map(|b| b.batch.rows.len()).sum::<usize>() / full.len();
                 }
                 *budget -= built.len();
                 for b in built {
@@ -973,6 +1000,7 @@ impl Engine {
                 t.next_seq = t.next_seq.max(slice_end);
             }
         }
+        self.backlog = slice_full || any_limited;
         tracing::debug!(from, read = slice_end - from, batches = out.len(), "flush");
         self.state.bump_counters(&stats.counters())?;
         Ok(out)

@@ -255,10 +255,10 @@ async fn run_in_span(
             // A copy of the in-flight room, read on the blocking thread without locking the
             // engine from this task.
             let rooms = inflight.rooms();
-            let (ready, observations) = with_engine(&engine, move |e| {
+            let (ready, observations, backlog) = with_engine(&engine, move |e| {
                 let ready = e.flush_within(&|t| rooms.room_for(t), rooms.total())?;
                 e.enforce_retention()?;
-                Ok((ready, e.take_observations()))
+                Ok((ready, e.take_observations(), e.backlog()))
             })
             .await?;
             for o in observations {
@@ -268,7 +268,10 @@ async fn run_in_span(
                     link.publish(&out);
                 }
             }
-            more_pending = !ready.is_empty() && inflight.room() <= ready.len();
+            // Changes were left behind for want of room: flush again as soon as a PUBACK frees
+            // some (or at once, if this flush filled what it could and room is left), not a
+            // whole `flush_interval` later. A flush that built nothing waits for a PUBACK.
+            more_pending = !ready.is_empty() && (backlog || inflight.room() <= ready.len());
             for b in ready {
                 crate::failpoint::crash_point!("agent::publish");
                 let topic = if b.telemetry {

@@ -84,55 +84,75 @@ pub fn fits(rows: usize, size: usize, add: usize) -> bool {
 pub fn build(
     ctx: &BatchContext<'_>,
     changes: &[Change],
-    mut new_id: impl FnMut() -> String,
+    new_id: impl FnMut() -> String,
     stats: &mut BuildStats,
 ) -> Vec<Built> {
+    build_at_most(ctx, changes, usize::MAX, new_id, stats).0
+}
+
+/// [`build`], stopping after `max` batches: rows past the last of them are neither converted
+/// nor encoded (the engine builds only what the in-flight window can take now). The flag says
+/// whether rows were left; the batches are those [`build`] would give first.
+pub fn build_at_most(
+    ctx: &BatchContext<'_>,
+    changes: &[Change],
+    max: usize,
+    mut new_id: impl FnMut() -> String,
+    stats: &mut BuildStats,
+) -> (Vec<Built>, bool) {
     // Keep only the last change of each key.
     let mut last_of: HashMap<&[Cell], usize> = HashMap::with_capacity(changes.len());
     for (i, c) in changes.iter().enumerate() {
         last_of.insert(c.key.as_slice(), i);
     }
-    let mut wire_rows: Vec<RowChange> = Vec::with_capacity(last_of.len());
-    let mut encoded_rows: Vec<Vec<u8>> = Vec::with_capacity(last_of.len());
-    for (i, c) in changes.iter().enumerate() {
-        if last_of.get(c.key.as_slice()) != Some(&i) {
-            continue;
+    let mut kept = changes
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| last_of.get(c.key.as_slice()) == Some(i))
+        .map(|(_, c)| c);
+
+    // The next row to place, converted and encoded once.
+    let mut next_row = |stats: &mut BuildStats| -> Option<(RowChange, Vec<u8>)> {
+        for c in kept.by_ref() {
+            if c.key.iter().any(|k| matches!(k, Cell::Null)) {
+                stats.null_key_rows += 1;
+                tracing::error!(table = %ctx.spec.name, commit_seq = c.seq, "change with a NULL key value is not published");
+                continue;
+            }
+            let change = to_row_change(ctx.spec, c, stats);
+            let mut bytes = Vec::with_capacity(64);
+            encode_row_change(&change, &mut bytes);
+            return Some((change, bytes));
         }
-        if c.key.iter().any(|k| matches!(k, Cell::Null)) {
-            stats.null_key_rows += 1;
-            tracing::error!(table = %ctx.spec.name, commit_seq = c.seq, "change with a NULL key value is not published");
-            continue;
-        }
-        let change = to_row_change(ctx.spec, c, stats);
-        let mut bytes = Vec::with_capacity(64);
-        encode_row_change(&change, &mut bytes);
-        wire_rows.push(change);
-        encoded_rows.push(bytes);
-    }
+        None
+    };
 
     let mut out = Vec::new();
     let mut prev = ctx.prev_commit_seq;
     let mut schema_due = ctx.send_schema_columns;
-    let mut start = 0;
-    while start < encoded_rows.len() {
+    let mut pending = next_row(stats);
+    while pending.is_some() && out.len() < max {
         let schema = schema_due.then(|| ctx.spec.schema.clone());
         let overhead = row_batch_overhead_bound(&ctx.spec.name, schema.as_ref());
-        let mut end = start;
+        let mut chunk: Vec<RowChange> = Vec::new();
+        let mut encoded: Vec<Vec<u8>> = Vec::new();
         let mut size = overhead;
-        while end < encoded_rows.len() {
-            let add = encoded_rows[end].len() + 1;
-            if !fits(end - start, size, add) {
+        while let Some((_, bytes)) = &pending {
+            let add = bytes.len() + 1;
+            if !fits(chunk.len(), size, add) {
                 break;
             }
             size += add;
-            end += 1;
+            let (change, bytes) = pending.take().expect("just matched");
+            chunk.push(change);
+            encoded.push(bytes);
+            pending = next_row(stats);
         }
-        if end - start == 1 && size > MAX_PAYLOAD_BYTES {
+        if chunk.len() == 1 && size > MAX_PAYLOAD_BYTES {
             stats.oversized_rows += 1;
-            tracing::error!(table = %ctx.spec.name, commit_seq = wire_rows[0].commit_seq, bytes = size,
+            tracing::error!(table = %ctx.spec.name, commit_seq = chunk[0].commit_seq, bytes = size,
                 "row over 512 KiB on its own: sent alone");
         }
-        let chunk: Vec<RowChange> = wire_rows.drain(..end - start).collect();
         let first = chunk.first().map_or(0, |r| r.commit_seq);
         let last = chunk.last().map_or(0, |r| r.commit_seq);
         let batch = RowBatch {
@@ -147,14 +167,13 @@ pub fn build(
             rows: chunk,
             snapshot: None,
         };
-        let encoded: Vec<&[u8]> = encoded_rows[start..end].iter().map(Vec::as_slice).collect();
+        let encoded: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
         let payload = batch.to_json_bytes_with_encoded_rows(&encoded);
         prev = prev.map(|_| last);
         schema_due = false;
         out.push(Built { batch, payload });
-        start = end;
     }
-    out
+    (out, pending.is_some())
 }
 
 fn to_row_change(spec: &TableSpec, c: &Change, stats: &mut BuildStats) -> RowChange {
@@ -314,6 +333,35 @@ mod tests {
             assert!(w[1].batch.schema_columns.is_none());
         }
         assert_eq!(out.iter().map(|b| b.batch.rows.len()).sum::<usize>(), 40);
+    }
+
+    #[test]
+    fn building_at_most_n_gives_the_first_n_batches_and_says_rows_were_left() {
+        let spec = spec();
+        let ctx = BatchContext {
+            spec: &spec,
+            journal_epoch: "e",
+            send_schema_columns: true,
+            prev_commit_seq: Some(5),
+        };
+        let changes: Vec<Change> = (0..40)
+            .map(|i| change(10 + i, 1, i, Some(vec![7u8; 40_000])))
+            .collect();
+        let n = |i: usize| {
+            let mut k = 0;
+            move || {
+                k += 1;
+                format!("id-{i}-{k}")
+            }
+        };
+        let all = build(&ctx, &changes, n(0), &mut BuildStats::default());
+        assert!(all.len() >= 4);
+        for max in [0, 1, 2, all.len(), all.len() + 3] {
+            let (some, left) = build_at_most(&ctx, &changes, max, n(0), &mut BuildStats::default());
+            assert_eq!(some.len(), max.min(all.len()), "max {max}");
+            assert_eq!(some[..], all[..some.len()], "max {max}");
+            assert_eq!(left, max < all.len(), "max {max}");
+        }
     }
 
     #[test]

@@ -117,17 +117,26 @@ async fn forged_controls_change_nothing_and_a_replay_is_acked_but_not_applied() 
         }
     };
     let id = |n: u8| format!("0196b4d0-0000-7000-8000-0000000000{n:02x}");
-    // Wait until the agent subscribed (its first flush ran): a harmless genuine control.
-    send(signed(
-        &key,
-        &device,
-        members(&id(1), 1, "resume_lineage", "order"),
-    ))
-    .await;
-    until("the agent ACKs a genuine control", || {
-        acks.lock().unwrap().contains(&id(1))
-    })
-    .await;
+    // Wait until the agent subscribed: a harmless genuine control, sent again every second
+    // until it is ACKed (the triggers are installed before the agent connects, and a control
+    // published before its first SUBSCRIBE reaches no one).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !acks.lock().unwrap().contains(&id(1)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out: the agent ACKs a genuine control"
+        );
+        send(signed(
+            &key,
+            &device,
+            members(&id(1), 1, "resume_lineage", "order"),
+        ))
+        .await;
+        let sent = std::time::Instant::now();
+        while sent.elapsed() < Duration::from_secs(1) && !acks.lock().unwrap().contains(&id(1)) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 
     // Forged: unsigned, signed with another key, a field changed after signing.
     send(Json::Object(members(&id(2), 2, "pause_lineage", "order")).to_canonical_vec()).await;

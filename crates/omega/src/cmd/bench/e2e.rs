@@ -90,6 +90,8 @@ struct Figures {
 const AGENT_THREADS: &str = "demo-agent";
 const BROKER_THREADS: &str = "bench-broker";
 const CLOUD_THREADS: &str = "bench-cloud";
+/// The SQLite store's connection thread (`omega_cloud::store::sqlite`).
+const SQLITE_STORE_THREAD: &str = "omega-sqlite";
 const BENCH_THREADS: &str = "omega-bench";
 
 /// CPU time by part and the process's peak resident memory over one flow.
@@ -145,7 +147,7 @@ impl Measuring {
             wall,
             agent: t.used_by(AGENT_THREADS),
             broker: t.used_by(BROKER_THREADS),
-            cloud: t.used_by(CLOUD_THREADS),
+            cloud: t.used_by(CLOUD_THREADS) + t.used_by(SQLITE_STORE_THREAD),
             app: t.used_by(BENCH_THREADS),
             process: procfs::process_cpu(None)
                 .unwrap_or_default()
@@ -262,7 +264,7 @@ pub fn run(args: &super::E2eArgs) -> anyhow::Result<String> {
     }
     out.push_str(&t.render());
     out.push_str(
-        "\nWhere the CPU went during the live flow (receipts), as a share of one core over the flow's time: the agent's thread and its blocking pool, the embedded broker's runtime, the cloud's runtime (ingest, receipts, and the SQLite store, which runs on its blocking threads; PostgreSQL's own processes are not counted), and the application's writer with the bench's polling. Threads are read from `/proc/self/task` every 250 ms. Peak RSS is the whole process's (everything above in one process) during that flow; the agent alone is measured by `omega bench agent`.\n\n",
+        "\nWhere the CPU went during the live flow (receipts), as a share of one core over the flow's time: the agent's thread and its blocking pool, the embedded broker's runtime, the cloud's runtime (ingest, receipts, and the SQLite store's connection thread; PostgreSQL's own processes are not counted), and the application's writer with the bench's polling. Threads are read from `/proc/self/task` every 250 ms. Peak RSS is the whole process's (everything above in one process) during that flow; the agent alone is measured by `omega bench agent`.\n\n",
     );
     let mut t = Table::new(&[
         "store",
