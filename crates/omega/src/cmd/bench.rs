@@ -65,6 +65,10 @@ pub struct FleetArgs {
     #[arg(long, value_name = "N", default_value_t = fleet::DEFAULT_ROWS,
           value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub rows: u64,
+    /// `ingest.workers` of each cloud process (concurrent batch transactions).
+    #[arg(long, value_name = "N", default_value_t = fleet::DEFAULT_WORKERS,
+          value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub workers: u64,
     /// The store: a fresh database is created next to this PostgreSQL URL's for each run
     /// (default: a SQLite file).
     #[arg(long, value_name = "URL")]

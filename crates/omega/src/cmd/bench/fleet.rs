@@ -35,6 +35,8 @@ pub const DEFAULT_DEVICES: u64 = 1_000;
 pub const DEFAULT_BATCHES: u64 = 5;
 /// Rows per batch.
 pub const DEFAULT_ROWS: u64 = 20;
+/// `ingest.workers` of each cloud process.
+pub const DEFAULT_WORKERS: u64 = 4;
 /// Devices connecting at once (mosquitto's listen backlog is small).
 const CONNECTING: usize = 200;
 /// How long one run may take before the bench gives up.
@@ -48,6 +50,7 @@ struct Plan {
     devices: usize,
     batches: usize,
     rows: usize,
+    workers: usize,
     postgres: Option<String>,
     broker: Option<String>,
 }
@@ -70,6 +73,7 @@ pub fn run(args: &super::FleetArgs) -> anyhow::Result<String> {
         devices: usize::try_from(args.devices).context("--devices")?,
         batches: usize::try_from(args.batches).context("--batches")?,
         rows: usize::try_from(args.rows).context("--rows")?,
+        workers: usize::try_from(args.workers).context("--workers")?,
         postgres: args.postgres.clone(),
         broker: args.broker.clone(),
     };
@@ -113,9 +117,10 @@ pub fn run(args: &super::FleetArgs) -> anyhow::Result<String> {
     );
     let _ = write!(
         out,
-        "Simulated devices (one MQTT connection, client id and root topic each; real row batches, QoS 1, all publishing at once) → {broker} → 1 or 2 `omega cloud serve` processes sharing the subscription (4 workers each, `auto_approve`, project coalescing) → {store}. \
+        "Simulated devices (one MQTT connection, client id and root topic each; real row batches, QoS 1, all publishing at once) → {broker} → 1 or 2 `omega cloud serve` processes sharing the subscription ({} workers each, `auto_approve`, project coalescing) → {store}. \
          rows/s = rows ÷ time from the first publish until the store holds them all; lag = how long after the broker acknowledged the k-th row the mirror held k rows (sampled every 100 ms); drain = from the last PUBACK until the mirror held everything. \
-         Everything shares this machine's cores.\n\n"
+         Everything shares this machine's cores.\n\n",
+        plan.workers
     );
     let mut t = Table::new(&[
         "cloud processes",
@@ -416,11 +421,12 @@ async fn measure(dir: &Path, plan: &Plan, processes: usize) -> anyhow::Result<Fi
             &config,
             format!(
                 "broker:\n  url: {broker}\n  client_id: {root}-cloud-{i}\n\
-                 ingest:\n  device_topic: {root}/{{device}}\n  shared_group: g-{root}\n  workers: 4\n\
+                 ingest:\n  device_topic: {root}/{{device}}\n  shared_group: g-{root}\n  workers: {workers}\n\
                  store:\n  url: {store_url}\n\
                  policy:\n  auto_approve: true\n\
                  control:\n  signing_key_path: keys/control.key\n\
-                 api:\n  listen: 127.0.0.1:0\n"
+                 api:\n  listen: 127.0.0.1:0\n",
+                workers = plan.workers
             ),
         )?;
         serves.push(start_serve(&config)?);
