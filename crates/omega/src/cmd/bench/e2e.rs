@@ -14,7 +14,8 @@
 //!   (`state.db`); then `N` rows written while paused are held, and **drain** is their rate
 //!   from the operator's resume until the mirror holds them.
 //!
-//! Completion is read with one `count(*)` per poll (every 50 ms) on the store itself.
+//! Completion is read from the cloud's counter of committed rows (every 2 ms) and confirmed by
+//! one `count(*)` on the store itself.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -211,7 +212,7 @@ pub fn run(args: &super::E2eArgs) -> anyhow::Result<String> {
     );
     out.push_str(
         "Agent → embedded broker → cloud ingest (4 workers, signed receipts, `auto_approve`) → store, in one process on this machine; `delivery: receipts`, `flush_interval: 100ms`. \
-         Each flow's rate is rows ÷ time until the store holds them all (one `count(*)` every 50 ms). \
+         Each flow's rate is rows ÷ time until the store holds them all (the cloud's counter of committed rows, read every 2 ms, then confirmed by one `count(*)` on the store). \
          The reference is the bare batched upsert of the same rows into the same store (4,096 per statement: `unnest` on PostgreSQL, a prepared statement in one transaction per batch on SQLite), measured in the same run.\n\n",
     );
     let mut t = Table::new(&[
