@@ -310,11 +310,16 @@ pub async fn serve_with_stats<S: Store>(
                     let worker = worker.clone();
                     let permits = permits.clone();
                     let done = done_tx.clone();
+                    // A message waiting for a worker is a small task: the handler's future
+                    // (several KiB) is allocated only once it holds a permit.
                     tasks.spawn(async move {
                         let Ok(_permit) = permits.acquire_owned().await else { return };
-                        worker.handle(&topic, &payload, retain).await;
+                        Box::pin(worker.handle(&topic, &payload, retain)).await;
                         let _ = done.send(ticket);
                     });
+                    // Finished tasks keep their memory until joined: reap them here too, not
+                    // only when the select below has nothing else to do.
+                    while tasks.try_join_next().is_some() {}
                 }
                 Ok(LinkEvent::Subscribed) => {
                     stats.subscribed.fetch_add(1, Ordering::Relaxed);
