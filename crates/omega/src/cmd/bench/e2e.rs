@@ -27,6 +27,10 @@ use omega_agent::engine::Delivery;
 use super::report::{self, Machine, Table};
 use crate::cmd::demo::stack::{self, Paths};
 
+/// `--transport` (its own section; a child module so that it runs the flows below as they are).
+#[path = "transport.rs"]
+pub(super) mod transport;
+
 /// The section of `BENCHMARKS.md`.
 pub const SECTION_TITLE: &str = "omega bench e2e";
 /// Rows per flow.
