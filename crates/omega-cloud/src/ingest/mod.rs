@@ -541,7 +541,11 @@ mod tests {
         let err = result.unwrap_err();
         assert!(err.to_string().starts_with("broker.tls.ca: "), "{err}");
         let pki = omega_testkit::pki::Pki::generate("omega-cloud");
-        for (from, to) in [("ca.pem", "ca.pem"), ("client.pem", "c.pem"), ("client.key", "c.key")] {
+        for (from, to) in [
+            ("ca.pem", "ca.pem"),
+            ("client.pem", "c.pem"),
+            ("client.key", "c.key"),
+        ] {
             std::fs::copy(pki.path(from), d.join(to)).unwrap();
         }
         let o = IngestOptions::from_config(&cfg, "h").unwrap();

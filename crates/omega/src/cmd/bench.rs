@@ -145,10 +145,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             let (title, section) = if args.transport.is_empty() {
                 (e2e::SECTION_TITLE, e2e::run(&args)?)
             } else {
-                (
-                    e2e::transport::SECTION_TITLE,
-                    e2e::transport::run(&args)?,
-                )
+                (e2e::transport::SECTION_TITLE, e2e::transport::run(&args)?)
             };
             print!("{section}");
             if let Some(path) = &args.write {

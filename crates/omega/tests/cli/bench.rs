@@ -196,7 +196,10 @@ fn bench_e2e_compares_transports_side_by_side_in_its_own_section() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.starts_with("## omega bench e2e --transport\n"), "{text}");
+    assert!(
+        text.starts_with("## omega bench e2e --transport\n"),
+        "{text}"
+    );
     let t = tables(&text);
     assert_eq!(t.len(), 2, "{text}");
     let names = ["TCP", "QUIC (mTLS)", "TLS (mTLS)"];
@@ -210,15 +213,25 @@ fn bench_e2e_compares_transports_side_by_side_in_its_own_section() {
         })
     };
     for (row, name) in rates[1..].iter().zip(names) {
-        assert_eq!((row[0].as_str(), row[1].as_str()), ("SQLite", name), "{text}");
+        assert_eq!(
+            (row[0].as_str(), row[1].as_str()),
+            ("SQLite", name),
+            "{text}"
+        );
         assert!(
-            row[2].replace(',', "").parse::<f64>().is_ok_and(|r| r > 0.0),
+            row[2]
+                .replace(',', "")
+                .parse::<f64>()
+                .is_ok_and(|r| r > 0.0),
             "{text}"
         );
         assert!(is_ratio(&row[3]), "{text}");
         assert!(is_duration(&row[4]) && is_duration(&row[5]), "{text}");
     }
-    assert_eq!(rates[1][3], "1.00×", "the first transport is the reference: {text}");
+    assert_eq!(
+        rates[1][3], "1.00×",
+        "the first transport is the reference: {text}"
+    );
     for (row, name) in restarts[1..].iter().zip(names) {
         assert_eq!(row[1], name, "{text}");
         for cell in &row[2..] {
@@ -230,7 +243,9 @@ fn bench_e2e_compares_transports_side_by_side_in_its_own_section() {
     }
     let written = std::fs::read_to_string(&file).unwrap();
     assert!(
-        written.starts_with("# Benchmarks\n\n## omega bench e2e\nkept\n\n## omega bench e2e --transport\n"),
+        written.starts_with(
+            "# Benchmarks\n\n## omega bench e2e\nkept\n\n## omega bench e2e --transport\n"
+        ),
         "{written}"
     );
 }

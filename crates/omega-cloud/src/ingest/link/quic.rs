@@ -388,7 +388,10 @@ mod tests {
         assert!(!p.clean_start);
         assert_eq!(p.keep_alive, Duration::from_secs(7));
         o.set_keep_alive(Duration::from_secs(60));
-        assert_eq!(connect_options(&o).protocol_options.keep_alive, QUIC_KEEP_ALIVE);
+        assert_eq!(
+            connect_options(&o).protocol_options.keep_alive,
+            QUIC_KEEP_ALIVE
+        );
         assert_eq!(p.properties.session_expiry_interval, Some(3600));
         assert_eq!(p.properties.receive_maximum, Some(32));
         assert_eq!(p.properties.maximum_packet_size, Some(4096));

@@ -139,6 +139,7 @@ fn render(all: &[Figures], n: usize, machine: &Machine, took: Duration) -> Strin
     out.push_str(
         "The `omega bench e2e` path (agent → embedded broker → cloud ingest with 4 workers and signed receipts → store, one process, `delivery: receipts`, `flush_interval: 100ms`) over each transport in turn, both the agent and the cloud on it: plain TCP (`mqtt://`), TLS 1.3 with client certificates (`mqtts://`), MQTT 5 over QUIC with client certificates (`quic://`, the `mqtt5` client on both sides). \
          A fresh stack per row, one generated CA, loopback only. **live rows** is the rate of rows inserted 100 per transaction as fast as possible, until the mirror holds them all; **÷ first** compares with the first transport of the same store, measured in the same run. \
+         Each row is one run: at tens of thousands of rows the live flow lasts a few seconds, and its rate varies by tens of percent from run to run on this shared machine, so read small differences as noise. \
          The paced latency is the e2e bench's: ",
     );
     let _ = write!(
@@ -236,7 +237,8 @@ fn broker_config(transport: Transport, pki: &Path, sessions: PathBuf) -> BrokerC
         key: pki.join("server.key"),
         client_ca: Some(pki.join("ca.pem")),
     };
-    let config = BrokerConfig::new(any).with_sessions(omega_broker::config::SessionStore::Dir(sessions));
+    let config =
+        BrokerConfig::new(any).with_sessions(omega_broker::config::SessionStore::Dir(sessions));
     match transport {
         Transport::Tcp => config,
         Transport::Tls => config.with_tls(files),
@@ -297,11 +299,7 @@ impl ConnectedProbe {
 }
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ConnectedProbe {
-    fn on_event(
-        &self,
-        event: &tracing::Event<'_>,
-        _: tracing_subscriber::layer::Context<'_, S>,
-    ) {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
         struct Message(bool);
         impl tracing::field::Visit for Message {
             fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
@@ -367,7 +365,16 @@ async fn measure(
     let t0 = Instant::now();
     let writer = tokio::task::spawn_blocking(move || insert_readings(&source, 1 << 40, n, 100));
     let want = i64::try_from(n)?;
-    let live = wait_for(&counter, "edge_mirror_readings", &device, true, want, t0, alive).await?;
+    let live = wait_for(
+        &counter,
+        "edge_mirror_readings",
+        &device,
+        true,
+        want,
+        t0,
+        alive,
+    )
+    .await?;
     writer.await??;
     let (paced_p50, paced_p99) =
         super::paced_latency(&counter, &paths.source, &device, alive).await?;
@@ -393,8 +400,7 @@ async fn measure(
         tokio::task::spawn_blocking(move || insert_readings(&source, id, 1, 1)).await??;
         let (mut cloud_at, mut row_at) = (None, None);
         loop {
-            if cloud_at.is_none() && cloud.stats.subscribed.load(Ordering::Relaxed) > cloud_before
-            {
+            if cloud_at.is_none() && cloud.stats.subscribed.load(Ordering::Relaxed) > cloud_before {
                 cloud_at = Some(Instant::now());
             }
             if row_at.is_none()
