@@ -154,6 +154,23 @@ fn mqtt_version_is_5_by_default_or_3_1_1_for_older_brokers() {
 }
 
 #[test]
+fn quic_urls_need_the_feature_and_mqtt_5() {
+    let quic = format!("{MINIMAL}broker: {{ url: 'quic://b.example:14567' }}\n");
+    if cfg!(feature = "quic") {
+        assert!(load(&quic).is_ok());
+        let e = err(&format!(
+            "{MINIMAL}broker: {{ url: 'quics://b.example', mqtt_version: '3.1.1' }}\n"
+        ));
+        assert_eq!(e.path(), Some("broker.url"));
+        assert!(e.to_string().contains("MQTT 5 only"), "{e}");
+    } else {
+        let e = err(&quic);
+        assert_eq!(e.path(), Some("broker.url"));
+        assert!(e.to_string().contains("feature `quic`"), "{e}");
+    }
+}
+
+#[test]
 fn unknown_keys_suggest_the_closest() {
     let e = err(&format!("{MINIMAL}ingest: {{ worker: 2 }}\n"));
     assert_eq!(e.path(), Some("ingest.worker"));

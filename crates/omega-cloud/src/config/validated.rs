@@ -144,6 +144,9 @@ fn broker(cx: &mut Context<'_>, raw: RawBroker) -> Option<BrokerConfig> {
             MqttVersion::V5
         }
     };
+    if let Some(why) = url.as_ref().and_then(|u| quic_refusal(u, mqtt_version)) {
+        cx.invalid("broker.url", Some(&url_text), why);
+    }
     Some(BrokerConfig {
         url: url?,
         mqtt_version,
@@ -153,6 +156,21 @@ fn broker(cx: &mut Context<'_>, raw: RawBroker) -> Option<BrokerConfig> {
         ca,
         client_cert,
     })
+}
+
+/// Why a QUIC broker URL cannot be used with this build or this MQTT version, if it cannot.
+fn quic_refusal(url: &BrokerUrl, version: MqttVersion) -> Option<&'static str> {
+    if url.scheme.transport() != omega_config::url::Transport::Quic {
+        None
+    } else if !cfg!(feature = "quic") {
+        Some(
+            "this build of omega-cloud has no QUIC (Cargo feature `quic`); use mqtts:// or mqtt://",
+        )
+    } else if version == MqttVersion::V311 {
+        Some("QUIC is MQTT 5 only: drop broker.mqtt_version: 3.1.1, or use mqtts:// or mqtt://")
+    } else {
+        None
+    }
 }
 
 fn ingest(cx: &mut Context<'_>, raw: RawIngest) -> Option<IngestConfig> {
@@ -524,6 +542,9 @@ pub(super) fn apply_overrides(
                 Some(u),
                 "broker.tls is set in the file but the URL is plain: use mqtts://, ssl:// or quic://",
             ));
+        }
+        if let Some(why) = quic_refusal(&url, c.broker.mqtt_version) {
+            return Err(ConfigError::invalid("--broker", "broker.url", Some(u), why));
         }
         c.broker.url = url;
     }

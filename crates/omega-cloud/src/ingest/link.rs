@@ -1,16 +1,46 @@
 //! The cloud's broker link: MQTT 5 (the default, `cloud.md` §2) or MQTT 3.1.1 for brokers
-//! without MQTT 5 (RabbitMQ's MQTT plugin before 3.13, `docs/brokers.md`).
+//! without MQTT 5 (RabbitMQ's MQTT plugin before 3.13, `docs/brokers.md`), over TCP or TLS
+//! (rumqttc), or MQTT 5 over QUIC (`quic://`, `quics://`: the `mqtt5` client, feature `quic`,
+//! [`quic`]).
 //!
 //! Ingest, the receipt sender and the control sender see one client ([`LinkClient`]), one
 //! event loop ([`LinkLoop`]) and one incoming message type ([`Incoming`]); only this module
-//! knows which of rumqttc's two clients carries them. Both are configured from the same
-//! `rumqttc::v5::MqttOptions` (transport, TLS, credentials, keep-alive), so every broker
-//! setting is made once.
+//! knows which client carries them. All are configured from the same
+//! `rumqttc::v5::MqttOptions` (transport, TLS, credentials, keep-alive, session), so every
+//! broker setting is made once; QUIC adds its URL and PEM files ([`QuicTarget`]).
 
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::QoS as QoS5;
 use rumqttc::v5::mqttbytes::v5::{Packet as Packet5, Publish as Publish5};
 use rumqttc::{Event as Event4, Packet as Packet4, Publish as Publish4, QoS as QoS4};
+
+#[cfg(feature = "quic")]
+pub mod quic;
+
+/// Where a QUIC link dials and the TLS material it presents: the broker URL (`quic://` or
+/// `quics://`, both dialled with the server certificate verified) and the `broker.tls` PEM
+/// files, read when the configuration is loaded.
+#[derive(Clone)]
+pub struct QuicTarget {
+    /// `quic://host:port` or `quics://host:port`.
+    pub url: String,
+    /// `broker.tls.ca` (PEM); without it the library trusts the webpki roots.
+    pub ca: Option<Vec<u8>>,
+    /// `broker.tls.cert` (PEM), sent for mTLS.
+    pub cert: Option<Vec<u8>>,
+    /// `broker.tls.key` (PEM).
+    pub key: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for QuicTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuicTarget")
+            .field("url", &self.url)
+            .field("ca", &self.ca.is_some())
+            .field("client_cert", &self.cert.is_some())
+            .finish()
+    }
+}
 
 /// Which MQTT version the cloud speaks to its broker (`broker.mqtt_version`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -45,15 +75,21 @@ pub enum LinkClient {
     V5(rumqttc::v5::AsyncClient),
     /// MQTT 3.1.1.
     V311(rumqttc::AsyncClient),
+    /// MQTT 5 over QUIC.
+    #[cfg(feature = "quic")]
+    Quic(quic::QuicClient),
 }
 
 /// A message the broker delivered, acknowledged later with [`LinkClient::ack`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Incoming {
     /// Over MQTT 5.
     V5(Publish5),
     /// Over MQTT 3.1.1.
     V311(Publish4),
+    /// Over QUIC, with its acknowledgement token.
+    #[cfg(feature = "quic")]
+    Quic(Box<quic::Message>),
 }
 
 impl Incoming {
@@ -62,6 +98,8 @@ impl Incoming {
         match self {
             Incoming::V5(p) => String::from_utf8_lossy(&p.topic).into_owned(),
             Incoming::V311(p) => p.topic.clone(),
+            #[cfg(feature = "quic")]
+            Incoming::Quic(m) => m.topic.clone(),
         }
     }
 
@@ -70,6 +108,8 @@ impl Incoming {
         match self {
             Incoming::V5(p) => p.payload.clone(),
             Incoming::V311(p) => p.payload.clone(),
+            #[cfg(feature = "quic")]
+            Incoming::Quic(m) => m.payload.clone(),
         }
     }
 
@@ -78,6 +118,8 @@ impl Incoming {
         match self {
             Incoming::V5(p) => p.retain,
             Incoming::V311(p) => p.retain,
+            #[cfg(feature = "quic")]
+            Incoming::Quic(m) => m.retain,
         }
     }
 }
@@ -109,6 +151,9 @@ pub enum LinkLoop {
     V5(Box<rumqttc::v5::EventLoop>),
     /// MQTT 3.1.1.
     V311(Box<rumqttc::EventLoop>),
+    /// MQTT 5 over QUIC.
+    #[cfg(feature = "quic")]
+    Quic(quic::QuicLoop),
 }
 
 /// A client and its event loop for `version`, from MQTT 5 options. For 3.1.1 the options that
@@ -149,6 +194,29 @@ fn v311_options(o: &rumqttc::v5::MqttOptions) -> rumqttc::MqttOptions {
     v4
 }
 
+/// A client and its event loop over QUIC to `target`, from the same MQTT 5 options, already
+/// subscribed to `filter` with deferred acknowledgements (see [`quic`]). Must be called inside
+/// a tokio runtime. Without the `quic` feature it fails, naming the feature.
+pub fn connect_quic(
+    opts: &rumqttc::v5::MqttOptions,
+    target: &QuicTarget,
+    filter: String,
+) -> Result<(LinkClient, LinkLoop), LinkError> {
+    #[cfg(feature = "quic")]
+    {
+        let (c, l) = quic::connect(opts, target, filter)?;
+        Ok((LinkClient::Quic(c), LinkLoop::Quic(l)))
+    }
+    #[cfg(not(feature = "quic"))]
+    {
+        let _ = (opts, filter);
+        Err(LinkError(format!(
+            "{}: this build of omega-cloud has no QUIC (feature `quic`)",
+            target.url
+        )))
+    }
+}
+
 fn err(e: impl std::fmt::Display) -> LinkError {
     LinkError(e.to_string())
 }
@@ -165,14 +233,32 @@ impl LinkClient {
                 .publish(topic, QoS4::AtLeastOnce, false, payload)
                 .await
                 .map_err(err),
+            #[cfg(feature = "quic")]
+            LinkClient::Quic(c) => c.publish(topic, payload).await,
         }
     }
 
-    /// Subscribes to `filter` at QoS 1.
+    /// Subscribes to `filter` at QoS 1. The QUIC link subscribes itself (to the filter given
+    /// to [`connect_quic`]); there it does nothing.
     pub async fn subscribe(&self, filter: String) -> Result<(), LinkError> {
         match self {
             LinkClient::V5(c) => c.subscribe(filter, QoS5::AtLeastOnce).await.map_err(err),
             LinkClient::V311(c) => c.subscribe(filter, QoS4::AtLeastOnce).await.map_err(err),
+            #[cfg(feature = "quic")]
+            LinkClient::Quic(_) => Ok(()),
+        }
+    }
+
+    /// Whether a message of an earlier connection may still be acknowledged after a
+    /// reconnect. rumqttc: no (its packet ids belong to a dead connection; the broker
+    /// redelivers and ingest forgets the old messages). QUIC: yes, and it must be: the library
+    /// suppresses the redelivery of a message whose token is open and writes its PUBACK on
+    /// the new connection.
+    pub fn acks_survive_reconnect(&self) -> bool {
+        match self {
+            LinkClient::V5(_) | LinkClient::V311(_) => false,
+            #[cfg(feature = "quic")]
+            LinkClient::Quic(_) => true,
         }
     }
 
@@ -181,6 +267,8 @@ impl LinkClient {
         match self {
             LinkClient::V5(c) => c.disconnect().await.map_err(err),
             LinkClient::V311(c) => c.disconnect().await.map_err(err),
+            #[cfg(feature = "quic")]
+            LinkClient::Quic(c) => c.disconnect().await,
         }
     }
 
@@ -189,6 +277,11 @@ impl LinkClient {
         match (self, message) {
             (LinkClient::V5(c), Incoming::V5(p)) => c.ack(p).await.map_err(err),
             (LinkClient::V311(c), Incoming::V311(p)) => c.ack(p).await.map_err(err),
+            #[cfg(feature = "quic")]
+            (LinkClient::Quic(_), Incoming::Quic(m)) => {
+                m.ack();
+                Ok(())
+            }
             _ => Err(LinkError(
                 "a message acknowledged on a client of another MQTT version".into(),
             )),
@@ -218,6 +311,8 @@ impl LinkLoop {
                 Event4::Incoming(Packet4::SubAck(_)) => LinkEvent::Subscribed,
                 _ => LinkEvent::Other,
             }),
+            #[cfg(feature = "quic")]
+            LinkLoop::Quic(l) => l.poll().await,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Ingest over MQTT (`cloud.md` §4, §15): the loop that turns broker messages into store
 //! transactions.
 //!
-//! - one MQTT 5 connection (rumqttc `v5`), persistent session, manual acknowledgements;
+//! - one MQTT 5 connection (rumqttc `v5`; MQTT 3.1.1 or QUIC through [`link`]), persistent
+//!   session, manual acknowledgements;
 //! - subscription `$share/{group}/{filter}/sync/#` at QoS 1 (plain `{filter}/sync/#` when the
 //!   group is empty), where `{filter}` is the device topic template with `{device}` → `+`;
 //! - each message is handled by one of `workers` concurrent tasks ([`handle`]): route,
@@ -32,7 +33,7 @@ use tokio::task::JoinSet;
 use self::acks::{AckQueue, Ticket};
 use self::handle::Worker;
 pub use self::handle::{Handled, IngestStats};
-use self::link::{Incoming, LinkClient, LinkError, LinkEvent, MqttVersion};
+use self::link::{Incoming, LinkClient, LinkError, LinkEvent, MqttVersion, QuicTarget};
 use crate::config::CloudConfig;
 use crate::policy::Policy;
 use crate::receipts::{self, DeviceNote, ReceiptOptions};
@@ -63,6 +64,9 @@ pub struct IngestOptions {
     /// `broker.mqtt_version`: MQTT 5 (default) or 3.1.1 (session expiry and receive maximum
     /// do not exist there).
     pub mqtt_version: MqttVersion,
+    /// Set for a `quic://`/`quics://` broker: the link is the `mqtt5` client over QUIC (always
+    /// MQTT 5), with [`IngestOptions::mqtt`] giving every other setting.
+    pub quic: Option<QuicTarget>,
     /// `ingest.shared_group`; empty for a plain subscription (one process only).
     pub shared_group: String,
     /// `ingest.workers`: concurrent batch handlers (1–256).
@@ -89,6 +93,7 @@ impl IngestOptions {
             mqtt,
             device_topic,
             mqtt_version: MqttVersion::V5,
+            quic: None,
             shared_group: "omega-ingest".to_string(),
             workers: 4,
             policy,
@@ -107,7 +112,8 @@ impl IngestOptions {
     /// `mqtts://`/`ssl://` brokers are verified against `broker.tls.ca` under the URL's host
     /// name, with `broker.tls.cert`/`key` sent for mTLS ([`omega_tls`]); a file that cannot be
     /// used, a key that does not match, or a client certificate outside its validity is
-    /// [`IngestError::Tls`], naming the key. QUIC is refused
+    /// [`IngestError::Tls`], naming the key. `quic://`/`quics://` brokers use the same files
+    /// (checked the same way) over QUIC; a build without the `quic` feature refuses them
     /// ([`IngestError::UnsupportedTransport`]).
     pub fn from_config(cfg: &CloudConfig, hostname: &str) -> Result<Self, IngestError> {
         let url = &cfg.broker.url;
@@ -116,30 +122,39 @@ impl IngestOptions {
             url.host.clone(),
             url.port,
         );
+        let mut quic = None;
         match url.scheme.transport() {
             Transport::Plain => {}
             Transport::Tls => {
-                let client =
-                    cfg.broker
-                        .client_cert
-                        .as_ref()
-                        .map(|(cert, key)| omega_tls::ClientPair {
-                            cert,
-                            cert_field: "broker.tls.cert",
-                            key,
-                            key_field: "broker.tls.key",
-                        });
-                let tls = omega_tls::client_config(&omega_tls::ClientFiles {
-                    ca: cfg.broker.ca.as_deref(),
-                    ca_field: "broker.tls.ca",
-                    client: client.clone(),
-                })?;
-                if let Some(pair) = &client {
-                    omega_tls::check_client_validity(pair)?;
-                }
-                mqtt.set_transport(rumqttc::Transport::tls_with_config(
-                    rumqttc::TlsConfiguration::Rustls(Arc::new(tls)),
-                ));
+                mqtt.set_transport(broker_tls(cfg)?);
+            }
+            Transport::Quic if cfg!(feature = "quic") => {
+                broker_tls(cfg)?;
+                let read = |path: &std::path::Path, field: &str| {
+                    std::fs::read(path).map_err(|e| omega_tls::TlsError {
+                        field: field.to_string(),
+                        path: path.to_path_buf(),
+                        reason: e.to_string(),
+                    })
+                };
+                let (cert, key) = match &cfg.broker.client_cert {
+                    Some((c, k)) => (
+                        Some(read(c, "broker.tls.cert")?),
+                        Some(read(k, "broker.tls.key")?),
+                    ),
+                    None => (None, None),
+                };
+                quic = Some(QuicTarget {
+                    url: url.to_string(),
+                    ca: cfg
+                        .broker
+                        .ca
+                        .as_deref()
+                        .map(|p| read(p, "broker.tls.ca"))
+                        .transpose()?,
+                    cert,
+                    key,
+                });
             }
             Transport::Quic => return Err(IngestError::UnsupportedTransport(url.to_string())),
         }
@@ -149,6 +164,7 @@ impl IngestOptions {
         }
         let mut opts = IngestOptions::new(mqtt, cfg.ingest.device_topic.clone(), cfg.policy.schema);
         opts.mqtt_version = cfg.broker.mqtt_version;
+        opts.quic = quic;
         opts.shared_group = cfg.ingest.shared_group.clone().unwrap_or_default();
         opts.workers = usize::try_from(cfg.ingest.workers).unwrap_or(usize::MAX);
         opts.control_resend_after = cfg.control.resend_after;
@@ -172,6 +188,32 @@ impl IngestOptions {
     }
 }
 
+/// The TLS transport of `broker.tls` (CA, optional client pair), with the client certificate's
+/// validity checked; errors name the key and the file.
+fn broker_tls(cfg: &CloudConfig) -> Result<rumqttc::Transport, IngestError> {
+    let client = cfg
+        .broker
+        .client_cert
+        .as_ref()
+        .map(|(cert, key)| omega_tls::ClientPair {
+            cert,
+            cert_field: "broker.tls.cert",
+            key,
+            key_field: "broker.tls.key",
+        });
+    let tls = omega_tls::client_config(&omega_tls::ClientFiles {
+        ca: cfg.broker.ca.as_deref(),
+        ca_field: "broker.tls.ca",
+        client: client.clone(),
+    })?;
+    if let Some(pair) = &client {
+        omega_tls::check_client_validity(pair)?;
+    }
+    Ok(rumqttc::Transport::tls_with_config(
+        rumqttc::TlsConfiguration::Rustls(Arc::new(tls)),
+    ))
+}
+
 /// Why [`serve`] stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -181,8 +223,10 @@ pub enum IngestError {
     /// `ingest.workers` out of range.
     #[error("ingest.workers must be 1–256, got {0}")]
     Workers(usize),
-    /// The broker URL needs a transport ingest does not speak yet.
-    #[error("broker.url {0}: QUIC is not supported by ingest yet; use mqtts:// or mqtt://")]
+    /// A QUIC broker URL in a build without the `quic` feature.
+    #[error(
+        "broker.url {0}: this build of omega-cloud has no QUIC (Cargo feature `quic`); use mqtts:// or mqtt://"
+    )]
     UnsupportedTransport(String),
     /// A `broker.tls` file cannot be used (the message names the key and the file).
     #[error(transparent)]
@@ -230,8 +274,10 @@ pub async fn serve_with_stats<S: Store>(
     // ack queue, and keeps every worker busy.
     let receive_max = u16::try_from(opts.workers.saturating_mul(8).max(16)).unwrap_or(u16::MAX);
     mqtt.set_receive_maximum(Some(receive_max));
-    let (client, mut eventloop) =
-        link::connect(mqtt, opts.mqtt_version, usize::from(receive_max) + 16);
+    let (client, mut eventloop) = match &opts.quic {
+        Some(target) => link::connect_quic(&mqtt, target, filter.clone())?,
+        None => link::connect(mqtt, opts.mqtt_version, usize::from(receive_max) + 16),
+    };
 
     let (receipt_tx, receipt_flush, mut receipt_task) = match &opts.receipts {
         Some(r) => {
@@ -296,7 +342,9 @@ pub async fn serve_with_stats<S: Store>(
             event = eventloop.poll() => match event {
                 Ok(LinkEvent::Connected { session_present }) => {
                     reconnect_pause = Duration::from_millis(100);
-                    queue.reconnected();
+                    if !client.acks_survive_reconnect() {
+                        queue.reconnected();
+                    }
                     tracing::info!(session_present, %filter, mqtt = opts.mqtt_version.as_str(), "connected to the broker");
                     // Subscribe on every connect: cheap, and covers a broker that lost the session.
                     client.subscribe(filter.clone()).await?;
@@ -484,12 +532,33 @@ mod tests {
     }
 
     #[test]
-    fn quic_brokers_are_refused_for_now() {
-        let yaml = "control:\n  signing_key_path: k\nbroker:\n  url: quic://b.example\n";
-        let cfg = CloudConfig::from_yaml_str(yaml, Path::new("/x/cloud.yaml"), &|_| None).unwrap();
-        assert!(matches!(
-            IngestOptions::from_config(&cfg, "h"),
-            Err(IngestError::UnsupportedTransport(_))
-        ));
+    fn quic_brokers_use_the_broker_tls_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let yaml = "control:\n  signing_key_path: k\nbroker:\n  url: quic://b.example\n  \
+                    tls:\n    ca: ca.pem\n    cert: c.pem\n    key: c.key\n";
+        let cfg = CloudConfig::from_yaml_str(yaml, &d.join("cloud.yaml"), &|_| None);
+        if !cfg!(feature = "quic") {
+            // Refused at validation already (`config::tests`).
+            assert!(cfg.is_err());
+            return;
+        }
+        let cfg = cfg.unwrap();
+        let err = IngestOptions::from_config(&cfg, "h").unwrap_err();
+        assert!(err.to_string().starts_with("broker.tls.ca: "), "{err}");
+        let pki = omega_testkit::pki::Pki::generate("omega-cloud");
+        for (from, to) in [
+            ("ca.pem", "ca.pem"),
+            ("client.pem", "c.pem"),
+            ("client.key", "c.key"),
+        ] {
+            std::fs::copy(pki.path(from), d.join(to)).unwrap();
+        }
+        let o = IngestOptions::from_config(&cfg, "h").unwrap();
+        let quic = o.quic.expect("a QUIC target");
+        assert_eq!(quic.url, "quic://b.example:14567");
+        assert_eq!(quic.ca.unwrap(), std::fs::read(d.join("ca.pem")).unwrap());
+        assert_eq!(quic.cert.unwrap(), std::fs::read(d.join("c.pem")).unwrap());
+        assert_eq!(quic.key.unwrap(), std::fs::read(d.join("c.key")).unwrap());
     }
 }

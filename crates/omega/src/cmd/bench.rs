@@ -94,6 +94,11 @@ pub struct E2eArgs {
     /// Also measure into this PostgreSQL database (its tables are created as the cloud does).
     #[arg(long, value_name = "URL")]
     pub postgres: Option<String>,
+    /// Instead of the flows above: the live rows, the paced latency and the reconnect time
+    /// after broker restarts over each of these transports, side by side (repeat the flag or
+    /// separate with commas); its own section `omega bench e2e --transport`.
+    #[arg(long, value_enum, value_name = "TRANSPORT", value_delimiter = ',')]
+    pub transport: Vec<e2e::transport::Transport>,
     /// Also replace (or append) this benchmark's section in FILE.
     #[arg(long, value_name = "FILE", num_args = 0..=1,
           default_missing_value = "BENCHMARKS.md")]
@@ -142,15 +147,15 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         }
         #[cfg(all(feature = "cloud", feature = "broker"))]
         BenchCommand::E2e(args) => {
-            let section = e2e::run(&args)?;
+            let (title, section) = if args.transport.is_empty() {
+                (e2e::SECTION_TITLE, e2e::run(&args)?)
+            } else {
+                (e2e::transport::SECTION_TITLE, e2e::transport::run(&args)?)
+            };
             print!("{section}");
             if let Some(path) = &args.write {
-                report::write_section(path, e2e::SECTION_TITLE, &section)?;
-                eprintln!(
-                    "wrote section `{}` of {}",
-                    e2e::SECTION_TITLE,
-                    path.display()
-                );
+                report::write_section(path, title, &section)?;
+                eprintln!("wrote section `{title}` of {}", path.display());
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -164,3 +164,100 @@ fn bench_fleet_mirrors_every_device_through_one_and_two_cloud_processes() {
         assert!(is_ratio(&row[3]), "{text}");
     }
 }
+
+/// `omega bench e2e --transport` with a few hundred rows: the transports in the order given
+/// (repeated and comma-separated flags, a duplicate dropped), each with a positive live rate, a
+/// ratio to the first, latencies and three timed broker restarts; written as its own section.
+#[cfg(all(feature = "cloud", feature = "broker"))]
+#[test]
+fn bench_e2e_compares_transports_side_by_side_in_its_own_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("BENCHMARKS.md");
+    std::fs::write(&file, "# Benchmarks\n\n## omega bench e2e\nkept\n").unwrap();
+    let target = file.display().to_string();
+    let out = omega(
+        &[
+            "bench",
+            "e2e",
+            "--rows",
+            "300",
+            "--transport",
+            "tcp",
+            "--transport",
+            "quic,tls,tcp",
+            "--write",
+            &target,
+        ],
+        &[],
+    );
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with("## omega bench e2e --transport\n"),
+        "{text}"
+    );
+    let t = tables(&text);
+    assert_eq!(t.len(), 2, "{text}");
+    let names = ["TCP", "QUIC (mTLS)", "TLS (mTLS)"];
+    let (rates, restarts) = (&t[0], &t[1]);
+    assert_eq!(rates.len(), 4, "{text}");
+    assert_eq!(restarts.len(), 4, "{text}");
+    let is_duration = |cell: &str| {
+        ["µs", "ms", "s"].iter().any(|unit| {
+            cell.strip_suffix(unit)
+                .is_some_and(|n| n.trim().parse::<f64>().is_ok_and(|x| x >= 0.0))
+        })
+    };
+    for (row, name) in rates[1..].iter().zip(names) {
+        assert_eq!(
+            (row[0].as_str(), row[1].as_str()),
+            ("SQLite", name),
+            "{text}"
+        );
+        assert!(
+            row[2]
+                .replace(',', "")
+                .parse::<f64>()
+                .is_ok_and(|r| r > 0.0),
+            "{text}"
+        );
+        assert!(is_ratio(&row[3]), "{text}");
+        assert!(is_duration(&row[4]) && is_duration(&row[5]), "{text}");
+    }
+    assert_eq!(
+        rates[1][3], "1.00×",
+        "the first transport is the reference: {text}"
+    );
+    for (row, name) in restarts[1..].iter().zip(names) {
+        assert_eq!(row[1], name, "{text}");
+        for cell in &row[2..] {
+            // `median (largest)`
+            let (median, largest) = cell.split_once(" (").expect("median (largest)");
+            assert!(is_duration(median), "{text}");
+            assert!(is_duration(largest.trim_end_matches(')')), "{text}");
+        }
+    }
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        written.starts_with(
+            "# Benchmarks\n\n## omega bench e2e\nkept\n\n## omega bench e2e --transport\n"
+        ),
+        "{written}"
+    );
+}
+
+#[cfg(all(feature = "cloud", feature = "broker"))]
+#[test]
+fn bench_e2e_refuses_an_unknown_transport_as_a_usage_error() {
+    let out = omega(&["bench", "e2e", "--transport", "tcp,udp"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("udp"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -33,6 +33,10 @@ use super::report::{self, Machine, Table};
 use crate::cmd::demo::stack::{self, Paths};
 use omega_cloud::ingest::IngestStats;
 
+/// `--transport` (its own section; a child module so that it runs the flows below as they are).
+#[path = "transport.rs"]
+pub(super) mod transport;
+
 /// The section of `BENCHMARKS.md`.
 pub const SECTION_TITLE: &str = "omega bench e2e";
 /// Rows per flow.

@@ -140,16 +140,35 @@ pub struct Cloud {
     task: JoinHandle<Result<(), IngestError>>,
 }
 
+/// The TLS files a client presents to a TLS or QUIC broker (`omega bench e2e --transport`).
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    /// The CA that signed the broker's certificate.
+    pub ca: PathBuf,
+    /// The client certificate (mutual TLS).
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+}
+
 /// The cloud configuration, `cloud.yaml`: SQLite inline, PostgreSQL through a variable.
-fn cloud_yaml(broker_url: &str, postgres: bool) -> String {
+fn cloud_yaml(broker_url: &str, tls: Option<&ClientTls>, postgres: bool) -> String {
     let store = if postgres {
         format!("url_env: {STORE_URL_ENV}")
     } else {
         "url: sqlite://cloud.db".to_string()
     };
+    let tls = tls.map_or(String::new(), |t| {
+        format!(
+            "  tls:\n    ca: {}\n    cert: {}\n    key: {}\n",
+            t.ca.display(),
+            t.cert.display(),
+            t.key.display()
+        )
+    });
     format!(
         "# Written by `omega demo`: the cloud it ran, for `omega cloud … --config` on kept files.\n\
-         broker:\n  url: {broker_url}\n  client_id: omega-demo-cloud\n\
+         broker:\n  url: {broker_url}\n  client_id: omega-demo-cloud\n{tls}\
          ingest:\n  device_topic: \"omega/{{device}}\"\n  workers: 4\n\
          store:\n  {store}\n\
          policy:\n  auto_approve: true\n\
@@ -165,7 +184,17 @@ pub async fn start_cloud(
     broker_url: &str,
     postgres: Option<&str>,
 ) -> anyhow::Result<Cloud> {
-    let yaml = cloud_yaml(broker_url, postgres.is_some());
+    start_cloud_tls(paths, broker_url, None, postgres).await
+}
+
+/// [`start_cloud`] with TLS files for a `mqtts://` or `quic://` broker URL.
+pub async fn start_cloud_tls(
+    paths: &Paths,
+    broker_url: &str,
+    tls: Option<&ClientTls>,
+    postgres: Option<&str>,
+) -> anyhow::Result<Cloud> {
+    let yaml = cloud_yaml(broker_url, tls, postgres.is_some());
     std::fs::write(&paths.cloud_yaml, &yaml)
         .with_context(|| format!("writing {}", paths.cloud_yaml.display()))?;
     let pg = postgres.map(str::to_string);
@@ -290,7 +319,21 @@ pub fn start_agent_with(
     strategies: TableStrategies,
     delivery: Delivery,
 ) -> anyhow::Result<Agent> {
-    let cfg = RunConfig {
+    let cfg = agent_config(paths, device, broker_url, verifier, strategies, delivery);
+    spawn_agent(cfg, log)
+}
+
+/// The agent's configuration as [`start_agent_with`] runs it (no TLS); callers may change it
+/// and start it with [`spawn_agent`].
+pub fn agent_config(
+    paths: &Paths,
+    device: &str,
+    broker_url: &str,
+    verifier: ControlVerifier,
+    strategies: TableStrategies,
+    delivery: Delivery,
+) -> RunConfig {
+    RunConfig {
         engine: EngineConfig {
             device_id: device.to_string(),
             root_topic: omega_protocol::topic::default_root_topic(device),
@@ -316,7 +359,11 @@ pub fn start_agent_with(
         receipt_timeout: Duration::from_secs(10),
         verification: Verification::Key(Box::new(verifier)),
         max_control_bytes: 64 * 1024,
-    };
+    }
+}
+
+/// Runs the agent configured by `cfg` on its own thread (logging through `log` when given).
+pub fn spawn_agent(cfg: RunConfig, log: Option<tracing::Dispatch>) -> anyhow::Result<Agent> {
     let rt = runtime(
         tokio::runtime::Builder::new_current_thread(),
         "demo-agent",
