@@ -31,7 +31,7 @@ use omega_broker::{Broker, BrokerConfig, RunningBroker};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::{Layer as _, filter::LevelFilter};
 
-use super::{Counter, FLOW_TIMEOUT, PACED_RATE, SCHEMA, Store, insert_readings, wait_for};
+use super::{Counter, FLOW_TIMEOUT, Goal, PACED_RATE, SCHEMA, Store, insert_readings, wait_for};
 use crate::cmd::bench::report::{self, Machine, Table};
 use crate::cmd::demo::stack::{self, ClientTls, Paths};
 
@@ -363,18 +363,16 @@ async fn measure(
 
     let source = paths.source.clone();
     let t0 = Instant::now();
-    let writer = tokio::task::spawn_blocking(move || insert_readings(&source, 1 << 40, n, 100));
     let want = i64::try_from(n)?;
-    let live = wait_for(
-        &counter,
-        "edge_mirror_readings",
-        &device,
-        true,
+    let goal = Goal {
+        table: "edge_mirror_readings",
+        device: &device,
+        mirror: true,
         want,
-        t0,
-        alive,
-    )
-    .await?;
+        committed: cloud.stats.rows_materialized.load(Ordering::Relaxed) + n as u64,
+    };
+    let writer = tokio::task::spawn_blocking(move || insert_readings(&source, 1 << 40, n, 100));
+    let live = wait_for(&counter, &cloud.stats, goal, t0, alive).await?;
     writer.await??;
     let (paced_p50, paced_p99) =
         super::paced_latency(&counter, &paths.source, &device, alive).await?;
