@@ -960,7 +960,7 @@ impl Engine {
                             table: name.clone(),
                             batch_id: b.batch.batch_id.clone(),
                             last_seq: b.batch.last_commit_seq,
-                            rows: b.batch.rows.len(),
+                            rows: b.rows,
                             snapshot: None,
                         },
                         payload: b.payload,

@@ -50,8 +50,11 @@ impl BuildStats {
 /// A built batch and its encoded bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Built {
-    /// The batch.
+    /// The batch's envelope: every field but `rows`, which is left empty (the rows are in
+    /// `payload` only, so a flush does not hold each row twice).
     pub batch: RowBatch,
+    /// Rows in the batch.
+    pub rows: usize,
     /// Its JSON payload.
     pub payload: Vec<u8>,
 }
@@ -92,8 +95,12 @@ pub fn build(
     for (i, c) in changes.iter().enumerate() {
         last_of.insert(c.key.as_slice(), i);
     }
-    let mut wire_rows: Vec<RowChange> = Vec::with_capacity(last_of.len());
-    let mut encoded_rows: Vec<Vec<u8>> = Vec::with_capacity(last_of.len());
+    // Each row is encoded once, into one buffer (rows back to back, `ends[k]` where row k
+    // ends); its `RowChange` is dropped at once, so a flush holds the journal slice, this
+    // buffer and the payloads, not a decoded copy of every row as well.
+    let mut seqs: Vec<i64> = Vec::with_capacity(last_of.len());
+    let mut ends: Vec<usize> = Vec::with_capacity(last_of.len());
+    let mut encoded: Vec<u8> = Vec::new();
     for (i, c) in changes.iter().enumerate() {
         if last_of.get(c.key.as_slice()) != Some(&i) {
             continue;
@@ -104,23 +111,24 @@ pub fn build(
             continue;
         }
         let change = to_row_change(ctx.spec, c, stats);
-        let mut bytes = Vec::with_capacity(64);
-        encode_row_change(&change, &mut bytes);
-        wire_rows.push(change);
-        encoded_rows.push(bytes);
+        encode_row_change(&change, &mut encoded);
+        ends.push(encoded.len());
+        seqs.push(change.commit_seq);
     }
+    drop(last_of);
+    let row = |k: usize| &encoded[if k == 0 { 0 } else { ends[k - 1] }..ends[k]];
 
     let mut out = Vec::new();
     let mut prev = ctx.prev_commit_seq;
     let mut schema_due = ctx.send_schema_columns;
     let mut start = 0;
-    while start < encoded_rows.len() {
+    while start < ends.len() {
         let schema = schema_due.then(|| ctx.spec.schema.clone());
         let overhead = row_batch_overhead_bound(&ctx.spec.name, schema.as_ref());
         let mut end = start;
         let mut size = overhead;
-        while end < encoded_rows.len() {
-            let add = encoded_rows[end].len() + 1;
+        while end < ends.len() {
+            let add = row(end).len() + 1;
             if !fits(end - start, size, add) {
                 break;
             }
@@ -129,29 +137,31 @@ pub fn build(
         }
         if end - start == 1 && size > MAX_PAYLOAD_BYTES {
             stats.oversized_rows += 1;
-            tracing::error!(table = %ctx.spec.name, commit_seq = wire_rows[0].commit_seq, bytes = size,
+            tracing::error!(table = %ctx.spec.name, commit_seq = seqs[start], bytes = size,
                 "row over 512 KiB on its own: sent alone");
         }
-        let chunk: Vec<RowChange> = wire_rows.drain(..end - start).collect();
-        let first = chunk.first().map_or(0, |r| r.commit_seq);
-        let last = chunk.last().map_or(0, |r| r.commit_seq);
+        let last = seqs[end - 1];
         let batch = RowBatch {
             batch_id: new_id(),
             journal_epoch: ctx.journal_epoch.to_string(),
             source_table: ctx.spec.name.clone(),
             schema_hash: ctx.spec.schema_hash.clone(),
             schema_columns: schema,
-            first_commit_seq: first,
+            first_commit_seq: seqs[start],
             last_commit_seq: last,
             prev_commit_seq: prev,
-            rows: chunk,
+            rows: Vec::new(),
             snapshot: None,
         };
-        let encoded: Vec<&[u8]> = encoded_rows[start..end].iter().map(Vec::as_slice).collect();
-        let payload = batch.to_json_bytes_with_encoded_rows(&encoded);
+        let rows: Vec<&[u8]> = (start..end).map(row).collect();
+        let payload = batch.to_json_bytes_with_encoded_rows(&rows);
         prev = prev.map(|_| last);
         schema_due = false;
-        out.push(Built { batch, payload });
+        out.push(Built {
+            batch,
+            rows: end - start,
+            payload,
+        });
         start = end;
     }
     out
@@ -246,20 +256,29 @@ mod tests {
         }
     }
 
-    fn ids() -> impl FnMut() -> String {
-        let mut n = 0;
-        move || {
-            n += 1;
-            format!("id-{n}")
+    /// The batch as the cloud reads it from the payload.
+    fn decode(b: &Built) -> RowBatch {
+        use omega_protocol::topic::Suffix;
+        use omega_protocol::validate::{DeviceMessage, decode_device_message};
+        match decode_device_message(Suffix::RowsBatch, &b.payload).expect("a valid batch") {
+            DeviceMessage::RowBatch(batch) => batch,
+            other => panic!("{other:?}"),
         }
     }
+
+    fn ids() -> impl FnMut() -> String {
+        omega_protocol::ids::new_v7
+    }
+
+    /// A journal epoch as the engine makes them (a UUIDv7).
+    const EPOCH: &str = "0196b4d0-0000-7000-8000-000000000000";
 
     #[test]
     fn repeated_keys_merge_into_the_last_change() {
         let spec = spec();
         let ctx = BatchContext {
             spec: &spec,
-            journal_epoch: "e",
+            journal_epoch: EPOCH,
             send_schema_columns: true,
             prev_commit_seq: Some(0),
         };
@@ -275,8 +294,17 @@ mod tests {
             &mut stats,
         );
         assert_eq!(out.len(), 1);
-        let b = &out[0].batch;
+        assert_eq!(out[0].rows, 2);
+        let b = &decode(&out[0]);
         assert_eq!(b.rows.len(), 2);
+        assert_eq!(
+            RowBatch {
+                rows: Vec::new(),
+                ..b.clone()
+            },
+            out[0].batch,
+            "the envelope is the batch without its rows"
+        );
         assert_eq!((b.rows[0].commit_seq, b.rows[0].op), (2, Op::Update));
         assert_eq!(
             (b.rows[1].commit_seq, b.rows[1].op),
@@ -295,7 +323,7 @@ mod tests {
         let spec = spec();
         let ctx = BatchContext {
             spec: &spec,
-            journal_epoch: "e",
+            journal_epoch: EPOCH,
             send_schema_columns: true,
             prev_commit_seq: Some(5),
         };
@@ -313,7 +341,10 @@ mod tests {
             assert_eq!(w[1].batch.prev_commit_seq, Some(w[0].batch.last_commit_seq));
             assert!(w[1].batch.schema_columns.is_none());
         }
-        assert_eq!(out.iter().map(|b| b.batch.rows.len()).sum::<usize>(), 40);
+        assert_eq!(out.iter().map(|b| b.rows).sum::<usize>(), 40);
+        for b in &out {
+            assert_eq!(decode(b).rows.len(), b.rows);
+        }
     }
 
     #[test]
@@ -321,7 +352,7 @@ mod tests {
         let spec = spec();
         let ctx = BatchContext {
             spec: &spec,
-            journal_epoch: "e",
+            journal_epoch: EPOCH,
             send_schema_columns: false,
             prev_commit_seq: None,
         };
@@ -336,7 +367,8 @@ mod tests {
             &mut stats,
         );
         assert_eq!(out.len(), 2);
-        assert_eq!(out[1].batch.rows.len(), 1);
+        assert_eq!(out[1].rows, 1);
+        assert_eq!(decode(&out[1]).rows.len(), 1);
         assert_eq!(stats.oversized_rows, 1);
     }
 
@@ -345,7 +377,7 @@ mod tests {
         let spec = spec();
         let ctx = BatchContext {
             spec: &spec,
-            journal_epoch: "e",
+            journal_epoch: EPOCH,
             send_schema_columns: false,
             prev_commit_seq: None,
         };
@@ -365,7 +397,7 @@ mod tests {
         let spec = spec();
         let ctx = BatchContext {
             spec: &spec,
-            journal_epoch: "e",
+            journal_epoch: EPOCH,
             send_schema_columns: false,
             prev_commit_seq: None,
         };
@@ -376,7 +408,8 @@ mod tests {
             ids(),
             &mut stats,
         );
-        let row = out[0].batch.rows[0].row.as_ref().unwrap();
+        let batch = decode(&out[0]);
+        let row = batch.rows[0].row.as_ref().unwrap();
         assert_eq!(row[0].1, SqlValue::Integer(i64::MAX));
         assert_eq!(row[1].1, SqlValue::Blob(vec![0, 255]));
     }
