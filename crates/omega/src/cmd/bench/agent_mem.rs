@@ -11,7 +11,9 @@
 //! 3. the drain: writes stopped, until `state.db` and the journal say every row was published
 //!    and pruned (what `omega agent status` reads);
 //! 4. after the agent stopped (SIGTERM): the same writer alone for the same time — the
-//!    application's own rate and CPU, the reference for the agent's CPU.
+//!    application's own rate and CPU, the reference for the agent's CPU;
+//! 5. catch-up: the agent started again with those rows waiting (as after an outage), until
+//!    they are all published — the memory of full-size flushes.
 
 use std::fmt::Write as _;
 use std::io::Read as _;
@@ -241,6 +243,24 @@ pub fn run(args: &super::AgentArgs) -> anyhow::Result<String> {
     .join()
     .map_err(|_| anyhow::anyhow!("the writer thread panicked"))??;
 
+    eprintln!(
+        "bench agent: the agent restarted with {} rows waiting …",
+        alone.rows
+    );
+    let t1 = Instant::now();
+    let mut agent = start_agent(&bin, &config, dir)?;
+    let catch_up = sample_until(&mut agent, t1, |_| {
+        if t1.elapsed() > DRAIN_TIMEOUT {
+            bail!(
+                "the backlog was not published within {} s",
+                DRAIN_TIMEOUT.as_secs()
+            );
+        }
+        all_published(&state, &source)
+    })?;
+    let catch_up_wall = t1.elapsed();
+    agent.stop()?;
+
     let machine = Machine::probe(dir);
     let mut out = format!(
         "## {SECTION_TITLE}\n\n- Command: `{}`\n- Agent: `{}` — {build}; bench: {}\n- Machine: {}\n- Date: {}; the whole bench took {:.1} s\n\n",
@@ -260,7 +280,7 @@ pub fn run(args: &super::AgentArgs) -> anyhow::Result<String> {
         "`omega agent run` as a child process → {broker_line}, `delivery: puback` (the journal is pruned on the broker's PUBACK; no cloud), `flush_interval: 100ms`. \
          The application is a thread of the bench: {} rows/s in {ROWS_PER_TXN}-row transactions into `readings` (7 columns, ~90 B/row, WAL, `synchronous=NORMAL`), paced to a fixed schedule. \
          The agent's `/proc/PID/status` (VmRSS, VmHWM) and `/proc/PID/stat` (utime + stime) are read every {} ms; CPU is in % of one core over the phase. \
-         The reference rows: the same agent idle before the writes, and the same writer after the agent stopped (its triggers still installed). Everything shares this machine's cores.\n\n",
+         The reference rows: the same agent idle before the writes, and the same writer after the agent stopped (its triggers still installed); the last row is the agent started again with those rows waiting, until all are published. Everything shares this machine's cores.\n\n",
         report::count(args.rate as f64),
         SAMPLE_EVERY.as_millis()
     );
@@ -326,6 +346,11 @@ pub fn run(args: &super::AgentArgs) -> anyhow::Result<String> {
         "–".into(),
         "–".into(),
     ]);
+    t.row(phase_row(
+        "catch-up: agent restarted with the reference's rows waiting",
+        &catch_up,
+        ("–".into(), "–".into()),
+    ));
     out.push_str(&t.render());
     let peak = [&idle, &loaded, &drain]
         .iter()
@@ -345,7 +370,8 @@ pub fn run(args: &super::AgentArgs) -> anyhow::Result<String> {
         "\nAgent VmRSS every 5 s from the first write (MiB): {}.\n\n\
          Rows: {} written while the agent ran; the agent counted {} PUBACKed; at the end `state.db` and the journal show {pending} pending and {buffered} buffered (every row published and pruned); drain took {}.\n\n\
          **Peak agent RSS (VmHWM): {peak:.1} MiB** — goal ≤ {GOAL_MIB:.0} MiB (stated, not asserted; `issues` #10): {}. \
-         Agent CPU while publishing: {} of one core, against {} for the application writing the same rows.\n",
+         Agent CPU while publishing: {} of one core, against {} for the application writing the same rows.\n\n\
+         Catch-up (as after an outage): {} rows published {} after the agent process started ({} rows/s), peak RSS {:.1} MiB.\n",
         every.join(", "),
         report::count(with_agent.rows as f64),
         acked.map_or("?".to_string(), |n| report::count(n as f64)),
@@ -353,6 +379,10 @@ pub fn run(args: &super::AgentArgs) -> anyhow::Result<String> {
         if peak <= GOAL_MIB { "met" } else { "missed" },
         pct(loaded.cpu_pct(ticks_per_s)),
         app(&with_agent).1,
+        report::count(alone.rows as f64),
+        report::dur(catch_up_wall),
+        report::count(alone.rows as f64 / catch_up_wall.as_secs_f64()),
+        catch_up.hwm() as f64 / 1024.0,
     );
     Ok(out)
 }
