@@ -19,8 +19,13 @@ use crate::source::{self, image, instance, journal};
 use crate::state::{StateDb, StateError, StateLock, TableState};
 use crate::telemetry::{self, Cursor};
 
-/// How many journal entries one flush read takes at most.
-pub const READ_SLICE: usize = 16_384;
+/// How many journal entries one flush read takes at most: one full batch of rows. The
+/// entries, their row images and the batches built from them are what a flush holds in
+/// memory (~1 KiB a row), so this bounds the agent's peak while it catches up a backlog.
+/// A flush whose batch is acknowledged starts the next at once, so a larger slice gained no
+/// throughput (16,384 before: ~10 MiB more peak RSS, and the batches beyond the in-flight
+/// room were built only to be dropped; `BENCHMARKS.md`, "omega bench agent").
+pub const READ_SLICE: usize = omega_protocol::limits::MAX_ROWS_PER_BATCH;
 /// Entries deleted per pruning transaction (`spec/agent.md` §9).
 pub const PRUNE_CHUNK: usize = 500;
 
@@ -974,8 +979,7 @@ impl Engine {
                     // All but the last batch were closed by a limit: their size is what a
                     // batch of this table holds now.
                     let full = &built[..built.len() - 1];
-                    self.rows_per_batch =
-                        full.iter().map(|b| b.batch.rows.len()).sum::<usize>() / full.len();
+                    self.rows_per_batch = full.iter().map(|b| b.rows).sum::<usize>() / full.len();
                 }
                 *budget -= built.len();
                 for b in built {
@@ -987,7 +991,7 @@ impl Engine {
                             table: name.clone(),
                             batch_id: b.batch.batch_id.clone(),
                             last_seq: b.batch.last_commit_seq,
-                            rows: b.batch.rows.len(),
+                            rows: b.rows,
                             snapshot: None,
                         },
                         payload: b.payload,

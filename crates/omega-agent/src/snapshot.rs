@@ -30,8 +30,10 @@ pub struct PartBuilder<'a> {
     h: i64,
     key_index: Vec<usize>,
     next_part: u32,
-    wire: Vec<RowChange>,
-    encoded: Vec<Vec<u8>>,
+    /// The open part's rows, encoded back to back (`ends[k]`: where row k ends); their
+    /// `RowChange`s are not kept.
+    encoded: Vec<u8>,
+    ends: Vec<usize>,
     size: usize,
     /// Counters (`null_key_rows`, `invalid_utf8_values`, `oversized_rows`).
     pub stats: BuildStats,
@@ -52,8 +54,8 @@ impl<'a> PartBuilder<'a> {
             h,
             key_index,
             next_part: 1,
-            wire: Vec::new(),
             encoded: Vec::new(),
+            ends: Vec::new(),
             size: 0,
             stats: BuildStats::default(),
         };
@@ -94,31 +96,31 @@ impl<'a> PartBuilder<'a> {
             pk,
             row: Some(self.spec.columns.iter().cloned().zip(values).collect()),
         };
-        let mut bytes = Vec::with_capacity(64);
-        encode_row_change(&change, &mut bytes);
-        let add = bytes.len() + 1;
-        let full = !fits(self.wire.len(), self.size, add);
-        let closed = full.then(|| self.close(false, new_id()));
-        if self.wire.is_empty() && self.size + add > MAX_PAYLOAD_BYTES {
+        let at = self.encoded.len();
+        encode_row_change(&change, &mut self.encoded);
+        let add = self.encoded.len() - at + 1;
+        let full = !fits(self.ends.len(), self.size, add);
+        let closed = full.then(|| self.close(false, new_id(), at));
+        if self.ends.is_empty() && self.size + add > MAX_PAYLOAD_BYTES {
             self.stats.oversized_rows += 1;
             tracing::error!(table = %self.spec.name, bytes = self.size + add,
                 "snapshot row over 512 KiB on its own: sent alone");
         }
         self.size += add;
-        self.wire.push(change);
-        self.encoded.push(bytes);
+        self.ends.push(self.encoded.len());
         closed
     }
 
     /// Closes the final part (`last: true`; empty when the table was).
     pub fn finish(mut self, batch_id: String) -> SpoolPart {
-        self.close(true, batch_id)
+        let end = self.encoded.len();
+        self.close(true, batch_id, end)
     }
 
-    fn close(&mut self, last: bool, batch_id: String) -> SpoolPart {
+    /// Closes the open part: the rows encoded before byte `end` of the buffer (any bytes
+    /// after it are the next row, moved to the start).
+    fn close(&mut self, last: bool, batch_id: String, end: usize) -> SpoolPart {
         let part = self.next_part;
-        let rows = std::mem::take(&mut self.wire);
-        let encoded = std::mem::take(&mut self.encoded);
         let batch = RowBatch {
             batch_id: batch_id.clone(),
             journal_epoch: self.journal_epoch.to_string(),
@@ -128,21 +130,26 @@ impl<'a> PartBuilder<'a> {
             first_commit_seq: self.h,
             last_commit_seq: self.h,
             prev_commit_seq: None,
-            rows,
+            rows: Vec::new(),
             snapshot: Some(SnapshotMarker {
                 id: self.snapshot_id.to_string(),
                 part,
                 last,
             }),
         };
-        let refs: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+        let refs: Vec<&[u8]> = (0..self.ends.len())
+            .map(|k| &self.encoded[if k == 0 { 0 } else { self.ends[k - 1] }..self.ends[k]])
+            .collect();
         let payload = batch.to_json_bytes_with_encoded_rows(&refs);
+        let rows = self.ends.len();
+        self.ends.clear();
+        self.encoded.drain(..end);
         self.next_part += 1;
         self.size = self.overhead();
         SpoolPart {
             part,
             batch_id,
-            rows: batch.rows.len(),
+            rows,
             payload,
         }
     }

@@ -50,8 +50,11 @@ impl BuildStats {
 /// A built batch and its encoded bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Built {
-    /// The batch.
+    /// The batch's envelope: every field but `rows`, which is left empty (the rows are in
+    /// `payload` only, so a flush does not hold each row twice).
     pub batch: RowBatch,
+    /// Rows in the batch.
+    pub rows: usize,
     /// Its JSON payload.
     pub payload: Vec<u8>,
 }
@@ -111,8 +114,10 @@ pub fn build_at_most(
         .filter(|(i, c)| last_of.get(c.key.as_slice()) == Some(i))
         .map(|(_, c)| c);
 
-    // The next row to place, converted and encoded once.
-    let mut next_row = |stats: &mut BuildStats| -> Option<(RowChange, Vec<u8>)> {
+    // The next row to place, with its `commit_seq`, encoded once; its `RowChange` is dropped at
+    // once, so a build holds one batch's encoded rows and the payloads, not a decoded copy of
+    // every row as well.
+    let mut next_row = |stats: &mut BuildStats| -> Option<(i64, Vec<u8>)> {
         for c in kept.by_ref() {
             if c.key.iter().any(|k| matches!(k, Cell::Null)) {
                 stats.null_key_rows += 1;
@@ -122,7 +127,7 @@ pub fn build_at_most(
             let change = to_row_change(ctx.spec, c, stats);
             let mut bytes = Vec::with_capacity(64);
             encode_row_change(&change, &mut bytes);
-            return Some((change, bytes));
+            return Some((change.commit_seq, bytes));
         }
         None
     };
@@ -134,27 +139,26 @@ pub fn build_at_most(
     while pending.is_some() && out.len() < max {
         let schema = schema_due.then(|| ctx.spec.schema.clone());
         let overhead = row_batch_overhead_bound(&ctx.spec.name, schema.as_ref());
-        let mut chunk: Vec<RowChange> = Vec::new();
-        let mut encoded: Vec<Vec<u8>> = Vec::new();
+        let mut seqs: Vec<i64> = Vec::new();
+        let mut rows: Vec<Vec<u8>> = Vec::new();
         let mut size = overhead;
         while let Some((_, bytes)) = &pending {
             let add = bytes.len() + 1;
-            if !fits(chunk.len(), size, add) {
+            if !fits(rows.len(), size, add) {
                 break;
             }
             size += add;
-            let (change, bytes) = pending.take().expect("just matched");
-            chunk.push(change);
-            encoded.push(bytes);
+            let (seq, bytes) = pending.take().expect("just matched");
+            seqs.push(seq);
+            rows.push(bytes);
             pending = next_row(stats);
         }
-        if chunk.len() == 1 && size > MAX_PAYLOAD_BYTES {
+        let (first, last) = (seqs[0], seqs[seqs.len() - 1]);
+        if rows.len() == 1 && size > MAX_PAYLOAD_BYTES {
             stats.oversized_rows += 1;
-            tracing::error!(table = %ctx.spec.name, commit_seq = chunk[0].commit_seq, bytes = size,
+            tracing::error!(table = %ctx.spec.name, commit_seq = first, bytes = size,
                 "row over 512 KiB on its own: sent alone");
         }
-        let first = chunk.first().map_or(0, |r| r.commit_seq);
-        let last = chunk.last().map_or(0, |r| r.commit_seq);
         let batch = RowBatch {
             batch_id: new_id(),
             journal_epoch: ctx.journal_epoch.to_string(),
@@ -164,14 +168,18 @@ pub fn build_at_most(
             first_commit_seq: first,
             last_commit_seq: last,
             prev_commit_seq: prev,
-            rows: chunk,
+            rows: Vec::new(),
             snapshot: None,
         };
-        let encoded: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+        let encoded: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
         let payload = batch.to_json_bytes_with_encoded_rows(&encoded);
         prev = prev.map(|_| last);
         schema_due = false;
-        out.push(Built { batch, payload });
+        out.push(Built {
+            batch,
+            rows: rows.len(),
+            payload,
+        });
     }
     (out, pending.is_some())
 }
@@ -265,20 +273,29 @@ mod tests {
         }
     }
 
-    fn ids() -> impl FnMut() -> String {
-        let mut n = 0;
-        move || {
-            n += 1;
-            format!("id-{n}")
+    /// The batch as the cloud reads it from the payload.
+    fn decode(b: &Built) -> RowBatch {
+        use omega_protocol::topic::Suffix;
+        use omega_protocol::validate::{DeviceMessage, decode_device_message};
+        match decode_device_message(Suffix::RowsBatch, &b.payload).expect("a valid batch") {
+            DeviceMessage::RowBatch(batch) => batch,
+            other => panic!("{other:?}"),
         }
     }
+
+    fn ids() -> impl FnMut() -> String {
+        omega_protocol::ids::new_v7
+    }
+
+    /// A journal epoch as the engine makes them (a UUIDv7).
+    const EPOCH: &str = "0196b4d0-0000-7000-8000-000000000000";
 
     #[test]
     fn repeated_keys_merge_into_the_last_change() {
         let spec = spec();
         let ctx = BatchContext {
             spec: &spec,
-            journal_epoch: "e",
+            journal_epoch: EPOCH,
             send_schema_columns: true,
             prev_commit_seq: Some(0),
         };
@@ -294,8 +311,17 @@ mod tests {
             &mut stats,
         );
         assert_eq!(out.len(), 1);
-        let b = &out[0].batch;
+        assert_eq!(out[0].rows, 2);
+        let b = &decode(&out[0]);
         assert_eq!(b.rows.len(), 2);
+        assert_eq!(
+            RowBatch {
+                rows: Vec::new(),
+                ..b.clone()
+            },
+            out[0].batch,
+            "the envelope is the batch without its rows"
+        );
         assert_eq!((b.rows[0].commit_seq, b.rows[0].op), (2, Op::Update));
         assert_eq!(
             (b.rows[1].commit_seq, b.rows[1].op),
@@ -314,7 +340,7 @@ mod tests {
         let spec = spec();
         let ctx = BatchContext {
             spec: &spec,
-            journal_epoch: "e",
+            journal_epoch: EPOCH,
             send_schema_columns: true,
             prev_commit_seq: Some(5),
         };
@@ -332,7 +358,10 @@ mod tests {
             assert_eq!(w[1].batch.prev_commit_seq, Some(w[0].batch.last_commit_seq));
             assert!(w[1].batch.schema_columns.is_none());
         }
-        assert_eq!(out.iter().map(|b| b.batch.rows.len()).sum::<usize>(), 40);
+        assert_eq!(out.iter().map(|b| b.rows).sum::<usize>(), 40);
+        for b in &out {
+            assert_eq!(decode(b).rows.len(), b.rows);
+        }
     }
 
     #[test]
@@ -369,7 +398,7 @@ mod tests {
         let spec = spec();
         let ctx = BatchContext {
             spec: &spec,
-            journal_epoch: "e",
+            journal_epoch: EPOCH,
             send_schema_columns: false,
             prev_commit_seq: None,
         };
@@ -384,7 +413,8 @@ mod tests {
             &mut stats,
         );
         assert_eq!(out.len(), 2);
-        assert_eq!(out[1].batch.rows.len(), 1);
+        assert_eq!(out[1].rows, 1);
+        assert_eq!(decode(&out[1]).rows.len(), 1);
         assert_eq!(stats.oversized_rows, 1);
     }
 
@@ -393,7 +423,7 @@ mod tests {
         let spec = spec();
         let ctx = BatchContext {
             spec: &spec,
-            journal_epoch: "e",
+            journal_epoch: EPOCH,
             send_schema_columns: false,
             prev_commit_seq: None,
         };
@@ -413,7 +443,7 @@ mod tests {
         let spec = spec();
         let ctx = BatchContext {
             spec: &spec,
-            journal_epoch: "e",
+            journal_epoch: EPOCH,
             send_schema_columns: false,
             prev_commit_seq: None,
         };
@@ -424,7 +454,8 @@ mod tests {
             ids(),
             &mut stats,
         );
-        let row = out[0].batch.rows[0].row.as_ref().unwrap();
+        let batch = decode(&out[0]);
+        let row = batch.rows[0].row.as_ref().unwrap();
         assert_eq!(row[0].1, SqlValue::Integer(i64::MAX));
         assert_eq!(row[1].1, SqlValue::Blob(vec![0, 255]));
     }

@@ -36,21 +36,31 @@ impl RowBatch {
 
     /// Appends the compact JSON payload to `out`.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        self.write_json_rows(out, |i, rows| encode_row_change(&self.rows[i], rows));
+        self.write_json_rows(out, self.rows.len(), |i, rows| {
+            encode_row_change(&self.rows[i], rows)
+        });
     }
 
-    /// The payload of this batch with its rows already encoded by [`encode_row_change`]
-    /// (`encoded[i]` for `rows[i]`), so a builder that measured each row does not encode it
-    /// twice. The result equals [`Self::to_json_bytes`].
+    /// The payload of this batch with its rows already encoded by [`encode_row_change`], so
+    /// that a builder that measured each row does not encode it twice: `encoded` are the
+    /// rows, in order, and `self.rows` is not read (a builder leaves it empty rather than
+    /// hold every row twice). With `encoded[i]` the encoding of `self.rows[i]` the result
+    /// equals [`Self::to_json_bytes`].
     pub fn to_json_bytes_with_encoded_rows(&self, encoded: &[&[u8]]) -> Vec<u8> {
-        debug_assert_eq!(encoded.len(), self.rows.len());
         let len: usize = encoded.iter().map(|r| r.len() + 1).sum();
         let mut out = Vec::with_capacity(512 + len);
-        self.write_json_rows(&mut out, |i, rows| rows.extend_from_slice(encoded[i]));
+        self.write_json_rows(&mut out, encoded.len(), |i, rows| {
+            rows.extend_from_slice(encoded[i])
+        });
         out
     }
 
-    fn write_json_rows(&self, out: &mut Vec<u8>, mut write_row: impl FnMut(usize, &mut Vec<u8>)) {
+    fn write_json_rows(
+        &self,
+        out: &mut Vec<u8>,
+        n: usize,
+        mut write_row: impl FnMut(usize, &mut Vec<u8>),
+    ) {
         let mut w = ObjectWriter::new(out);
         w.int("format_version", FORMAT_VERSION);
         w.str("capture_strategy", ROW_BATCH_CAPTURE_STRATEGY);
@@ -69,7 +79,7 @@ impl RowBatch {
         }
         let rows = w.key("rows");
         rows.push(b'[');
-        for i in 0..self.rows.len() {
+        for i in 0..n {
             if i > 0 {
                 rows.push(b',');
             }
@@ -186,6 +196,17 @@ mod tests {
             .collect();
         let refs: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
         assert_eq!(b.to_json_bytes_with_encoded_rows(&refs), b.to_json_bytes());
+        // The envelope alone (rows left empty, as the agent's builders keep it) gives the
+        // same bytes: only `encoded` is read for the rows.
+        let envelope = RowBatch {
+            rows: Vec::new(),
+            ..b.clone()
+        };
+        assert!(!b.rows.is_empty());
+        assert_eq!(
+            envelope.to_json_bytes_with_encoded_rows(&refs),
+            b.to_json_bytes()
+        );
     }
 
     #[test]

@@ -2,12 +2,15 @@
 //! into a section of `BENCHMARKS.md`.
 //!
 //! ## Layout
+//! - [`agent_mem`]: the agent as a device runs it (a child process publishing to a private
+//!   mosquitto) while an application writes ~10k rows/s: its RSS, peak RSS and CPU.
 //! - [`capture`]: what the capture triggers cost the application (insert rate and commit
 //!   latency, bare against captured, side by side) and how fast the engine builds batches.
 //! - [`latency`]: the application's transaction latency with the agent (a second thread
 //!   driving the engine without a network) or a control running beside it.
 //! - [`variants`]: trigger and journal variants measured the same way (a profiling aid for
 //!   the capture design; `--variants`).
+//! - [`mosquitto`]: a private broker for one run.
 //! - [`workload`]: the application side: its table and rows, a new file per run, timed
 //!   transactions.
 //! - [`report`]: machine facts, the statistics used, and the `BENCHMARKS.md` section.
@@ -16,12 +19,14 @@
 //! sides so that drift and caching do not favour either; absolute numbers are noisy on a busy
 //! machine and are given only as the references of the ratios.
 
+mod agent_mem;
 mod capture;
 #[cfg(all(feature = "cloud", feature = "broker"))]
 mod e2e;
 #[cfg(feature = "cloud")]
 mod fleet;
 mod latency;
+mod mosquitto;
 mod procfs;
 mod report;
 mod variants;
@@ -38,6 +43,9 @@ pub enum BenchCommand {
     /// What capture costs the application: insert rate and commit latency with Omega's
     /// triggers against the same inserts without them, and the engine's batch build rate.
     Capture(CaptureArgs),
+    /// The agent's memory and CPU (a child process, as a device runs it) while an
+    /// application writes ~10k rows/s, next to the agent idle and the writer alone.
+    Agent(AgentArgs),
     /// Rows per second from the application's file to the cloud's store (snapshot, live
     /// rows, telemetry), each next to the bare batched upsert of the same rows into the same
     /// store: SQLite always, PostgreSQL with `--postgres`.
@@ -47,6 +55,30 @@ pub enum BenchCommand {
     /// subscription: rows/s, lag and the second process's speed-up.
     #[cfg(feature = "cloud")]
     Fleet(FleetArgs),
+}
+
+/// Arguments of `omega bench agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Seconds the application writes (and, for the reference, writes again alone).
+    #[arg(long, value_name = "S", default_value_t = agent_mem::DEFAULT_SECONDS,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub seconds: u64,
+    /// Rows per second the application writes, in 100-row transactions.
+    #[arg(long, value_name = "N", default_value_t = agent_mem::DEFAULT_RATE,
+          value_parser = clap::value_parser!(u64).range(100..=1_000_000))]
+    pub rate: u64,
+    /// The `omega` binary to run as the agent (default: this one). Devices run the build
+    /// `cargo build --release -p omega --no-default-features --features agent`.
+    #[arg(long, value_name = "PATH")]
+    pub agent_bin: Option<PathBuf>,
+    /// Use this broker (`mqtt://HOST:PORT`) instead of a private mosquitto.
+    #[arg(long, value_name = "URL")]
+    pub broker: Option<String>,
+    /// Also replace (or append) this benchmark's section in FILE.
+    #[arg(long, value_name = "FILE", num_args = 0..=1,
+          default_missing_value = "BENCHMARKS.md")]
+    pub write: Option<PathBuf>,
 }
 
 /// Arguments of `omega bench fleet`.
@@ -132,6 +164,19 @@ pub struct CaptureArgs {
 /// Runs a bench subcommand.
 pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        BenchCommand::Agent(args) => {
+            let section = agent_mem::run(&args)?;
+            print!("{section}");
+            if let Some(path) = &args.write {
+                report::write_section(path, agent_mem::SECTION_TITLE, &section)?;
+                eprintln!(
+                    "wrote section `{}` of {}",
+                    agent_mem::SECTION_TITLE,
+                    path.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         BenchCommand::Capture(args) => {
             let section = capture::run(&args)?;
             print!("{section}");

@@ -32,7 +32,7 @@ enum Command {
     #[cfg(feature = "agent")]
     #[command(subcommand)]
     Agent(agent::AgentCommand),
-    /// Benchmarks on this machine, printed as Markdown: capture.
+    /// Benchmarks on this machine, printed as Markdown: agent, capture, e2e, fleet.
     #[cfg(feature = "agent")]
     #[command(subcommand)]
     Bench(bench::BenchCommand),

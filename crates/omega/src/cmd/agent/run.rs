@@ -25,11 +25,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = RunConfig::from_agent_config(&config);
     cfg.verification =
         RunConfig::load_verification(&config).map_err(|e| UsageError(e.to_string()))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let rt = runtime().context("starting the runtime")?;
     // Progress bars when a person watches (stdout a terminal), log lines otherwise.
     let stop_bars = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let bars = std::io::IsTerminal::is_terminal(&std::io::stdout()).then(|| {
@@ -67,6 +63,18 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The agent's runtime: the event loop on this thread and one blocking thread for the engine
+/// (SQLite). Every engine step is serialised by the engine's lock anyway, and each thread
+/// that allocates gets its own glibc malloc arena that keeps what it once held: with a
+/// multi-thread runtime the agent's RSS under load was ~2× its live heap
+/// (`BENCHMARKS.md`, "omega bench agent").
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
 }
 
 /// Resolves on the first SIGINT or SIGTERM; a second signal exits at once (the state stays

@@ -81,25 +81,28 @@ const KINDS: [&str; 4] = ["temperature", "pressure", "vibration", "current"];
 
 /// `n` deterministic rows with ids `1..=n`.
 pub fn rows(n: usize) -> Vec<Row> {
-    (1..=n as i64)
-        .map(|i| Row {
-            id: i,
-            device: format!("press-{:02}", i % 16),
-            ts: format!(
-                "2025-01-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-                1 + (i / 86_400_000) % 28,
-                (i / 3_600_000) % 24,
-                (i / 60_000) % 60,
-                (i / 1_000) % 60,
-                i % 1_000
-            ),
-            kind: KINDS[(i % 4) as usize],
-            value: i as f64 * 0.25 - 1_000.0,
-            status: i % 3,
-            note: (i % 5 != 0).then(|| format!("shift {} operator {:04}", i % 3, i % 997)),
-            text_key: format!("{:016x}-{i:08x}", splitmix64(i as u64)),
-        })
-        .collect()
+    (1..=n as i64).map(row).collect()
+}
+
+/// The deterministic row with id `i`.
+pub fn row(i: i64) -> Row {
+    Row {
+        id: i,
+        device: format!("press-{:02}", i % 16),
+        ts: format!(
+            "2025-01-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            1 + (i / 86_400_000) % 28,
+            (i / 3_600_000) % 24,
+            (i / 60_000) % 60,
+            (i / 1_000) % 60,
+            i % 1_000
+        ),
+        kind: KINDS[(i % 4) as usize],
+        value: i as f64 * 0.25 - 1_000.0,
+        status: i % 3,
+        note: (i % 5 != 0).then(|| format!("shift {} operator {:04}", i % 3, i % 997)),
+        text_key: format!("{:016x}-{i:08x}", splitmix64(i as u64)),
+    }
 }
 
 fn splitmix64(x: u64) -> u64 {
