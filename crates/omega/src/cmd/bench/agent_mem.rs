@@ -16,7 +16,6 @@
 //!    they are all published — the memory of full-size flushes.
 
 use std::fmt::Write as _;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
@@ -24,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+use super::procfs;
 use super::report::{self, Machine, Table};
 use super::workload::{self, JournalMode};
 
@@ -52,7 +52,7 @@ struct Sample {
     at: Duration,
     rss_kib: u64,
     hwm_kib: u64,
-    cpu_ticks: u64,
+    cpu: Duration,
 }
 
 /// The samples of one phase.
@@ -83,11 +83,10 @@ impl Phase {
     }
 
     /// CPU time over wall time, in percent of one core.
-    fn cpu_pct(&self, ticks_per_s: f64) -> f64 {
+    fn cpu_pct(&self) -> f64 {
         match (self.samples.first(), self.samples.last()) {
             (Some(a), Some(b)) if b.at > a.at => {
-                (b.cpu_ticks - a.cpu_ticks) as f64 / ticks_per_s / (b.at - a.at).as_secs_f64()
-                    * 100.0
+                (b.cpu - a.cpu).as_secs_f64() / (b.at - a.at).as_secs_f64() * 100.0
             }
             _ => f64::NAN,
         }
@@ -186,7 +185,6 @@ pub fn run(args: &super::AgentArgs) -> anyhow::Result<String> {
             state.display()
         ),
     )?;
-    let ticks_per_s = clock_ticks();
     let duration = Duration::from_secs(args.seconds);
 
     eprintln!("bench agent: starting {} …", bin.display());
@@ -317,7 +315,7 @@ pub fn run(args: &super::AgentArgs) -> anyhow::Result<String> {
             mib(p.rss_p50()),
             mib(p.rss_max() as f64),
             mib(p.hwm() as f64),
-            pct(p.cpu_pct(ticks_per_s)),
+            pct(p.cpu_pct()),
         ]
     };
     t.row(phase_row(
@@ -377,7 +375,7 @@ pub fn run(args: &super::AgentArgs) -> anyhow::Result<String> {
         acked.map_or("?".to_string(), |n| report::count(n as f64)),
         report::dur(drain_wall),
         if peak <= GOAL_MIB { "met" } else { "missed" },
-        pct(loaded.cpu_pct(ticks_per_s)),
+        pct(loaded.cpu_pct()),
         app(&with_agent).1,
         report::count(alone.rows as f64),
         report::dur(catch_up_wall),
@@ -479,44 +477,13 @@ fn sample_until(
 }
 
 fn sample(pid: u32, t0: Instant) -> anyhow::Result<Sample> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading /proc/{pid}/status"))?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let m = procfs::memory(Some(pid)).with_context(|| format!("reading /proc/{pid}/status"))?;
     Ok(Sample {
         at: t0.elapsed(),
-        rss_kib: status_kib(&status, "VmRSS:").context("no VmRSS")?,
-        hwm_kib: status_kib(&status, "VmHWM:").context("no VmHWM")?,
-        cpu_ticks: stat_cpu_ticks(&stat).context("unreadable /proc/PID/stat")?,
+        rss_kib: m.rss / 1024,
+        hwm_kib: m.peak / 1024,
+        cpu: procfs::process_cpu(Some(pid)).with_context(|| format!("reading /proc/{pid}/stat"))?,
     })
-}
-
-/// A `kB` field of `/proc/PID/status`.
-fn status_kib(status: &str, field: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-/// utime + stime (fields 14 and 15) of a `/proc/…/stat` line, in clock ticks. The command
-/// name (field 2) may hold spaces, so fields are counted after its closing parenthesis.
-fn stat_cpu_ticks(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state).
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-}
-
-/// `USER_HZ` from `getconf CLK_TCK` (100 on Linux when unavailable).
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 /// The application: `rate` rows/s in [`ROWS_PER_TXN`]-row transactions for `duration`, ids
@@ -557,12 +524,9 @@ fn spawn_writer(
     })
 }
 
-/// This thread's CPU time (`/proc/thread-self/stat`).
+/// This thread's CPU time.
 fn thread_cpu() -> anyhow::Result<Duration> {
-    let mut s = String::new();
-    std::fs::File::open("/proc/thread-self/stat")?.read_to_string(&mut s)?;
-    let ticks = stat_cpu_ticks(&s).context("unreadable /proc/thread-self/stat")?;
-    Ok(Duration::from_secs_f64(ticks as f64 / clock_ticks()))
+    procfs::thread_cpu().context("reading /proc/thread-self/stat")
 }
 
 /// Whether every captured change of `readings` is published and pruned: nothing above the
@@ -590,15 +554,6 @@ fn acked_rows(log: &Path) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn proc_fields_parse() {
-        let status = "Name:\tomega\nVmHWM:\t   18532 kB\nVmRSS:\t   16012 kB\n";
-        assert_eq!(status_kib(status, "VmHWM:"), Some(18532));
-        assert_eq!(status_kib(status, "VmRSS:"), Some(16012));
-        let stat = "4242 (omega agent) S 1 4242 4242 0 -1 4194560 900 0 0 0 37 12 0 0 20 0 4 0";
-        assert_eq!(stat_cpu_ticks(stat), Some(49));
-    }
 
     #[test]
     fn the_stop_line_gives_the_acked_rows() {

@@ -215,14 +215,7 @@ struct Serve(Child);
 
 impl Serve {
     fn peak_rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.0.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmHWM:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            })
-            .unwrap_or(0)
+        super::procfs::memory(Some(self.0.id())).map_or(0, |m| m.peak / 1024)
     }
 }
 

@@ -3,6 +3,7 @@
 //! cloud on runtimes with distinct thread names, so their CPU can be told apart inside one
 //! process).
 
+#[cfg(feature = "cloud")]
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -48,6 +49,7 @@ fn parse_status(status: &str) -> Memory {
     }
 }
 
+#[cfg(feature = "cloud")] // `omega bench e2e` only
 /// Resets `VmHWM` of `pid` to its current `VmRSS` (`clear_refs` value 5). Returns whether the
 /// kernel accepted it.
 pub fn reset_peak(pid: Option<u32>) -> bool {
@@ -57,6 +59,12 @@ pub fn reset_peak(pid: Option<u32>) -> bool {
 /// User + system CPU time of a whole process (all its threads, live and exited).
 pub fn process_cpu(pid: Option<u32>) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("{}/stat", proc_dir(pid))).ok()?;
+    parse_stat(&stat).map(|(_, cpu)| cpu)
+}
+
+/// User + system CPU time of the calling thread (`/proc/thread-self/stat`).
+pub fn thread_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
     parse_stat(&stat).map(|(_, cpu)| cpu)
 }
 
@@ -75,6 +83,7 @@ fn parse_stat(stat: &str) -> Option<(String, Duration)> {
     Some((name, Duration::from_millis(ticks * 1000 / USER_HZ)))
 }
 
+#[cfg(feature = "cloud")] // `omega bench e2e` only
 /// CPU time of this process's threads, accumulated by thread name across samples.
 ///
 /// `/proc/self/task` lists live threads only, so a thread that exits between two samples
@@ -88,6 +97,7 @@ pub struct ThreadCpu {
     first: HashMap<u32, Duration>,
 }
 
+#[cfg(feature = "cloud")]
 impl ThreadCpu {
     /// Takes the first sample: CPU used before now is not counted.
     pub fn start() -> ThreadCpu {
@@ -119,6 +129,7 @@ impl ThreadCpu {
     }
 }
 
+#[cfg(feature = "cloud")] // `omega bench e2e` only
 /// Every live thread of this process: id, name, CPU time.
 fn threads() -> Vec<(u32, String, Duration)> {
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
@@ -164,6 +175,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "cloud")]
     fn this_process_has_memory_and_cpu() {
         let m = memory(None).unwrap();
         assert!(m.rss > 0 && m.peak >= m.rss);
