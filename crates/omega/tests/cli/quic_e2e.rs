@@ -15,7 +15,7 @@ use std::time::Duration;
 use omega_testkit::pki::Pki;
 use omega_testkit::postgres::PostgresDb;
 
-use crate::cloud_e2e::{CONVERGE, Proc, Setup, app_writes};
+use crate::cloud_e2e::{CONVERGE, Proc, Setup, app_writes, omega};
 
 /// `omega broker` with a plain TCP listener and a QUIC listener whose TLS files come from
 /// `pki`; `client_ca` is the CA client certificates must be signed by.
@@ -229,6 +229,74 @@ fn a_cloud_restarted_over_quic_takes_what_the_broker_queued_for_its_session() {
     setup.wait_broker_took_everything();
     let cloud = setup.start_cloud();
     setup.converge();
+    agent.sigterm();
+    cloud.sigterm();
+}
+
+/// Sets the cloud's `control.resend_after`, so that a test can tell a delivery from a re-send.
+fn control_resend_after(setup: &Setup, after: &str) {
+    let path = setup.path("cloud.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let from = "  resend_after: 2s\n";
+    assert!(text.contains(from), "{text}");
+    std::fs::write(
+        &path,
+        text.replace(from, &format!("  resend_after: {after}\n")),
+    )
+    .unwrap();
+}
+
+#[test]
+fn an_agent_restarted_over_quic_takes_the_control_the_broker_queued_for_its_session() {
+    let db = PostgresDb::fresh();
+    let pki = Pki::generate("omega-quic-device");
+    let (_broker, setup) = quic_setup("quicctl", &db, &pki);
+    // No re-send within the test: the pause reaches the restarted agent only as the message
+    // the broker kept in the agent's session and delivers right after its CONNACK.
+    control_resend_after(&setup, "1h");
+    let cloud = setup.start_cloud();
+    let agent = setup.start_agent();
+    app_writes(&setup.source(), 0, 4);
+    setup.converge();
+    agent.sigterm();
+    let out = omega(&[
+        "cloud",
+        "pause",
+        "--device",
+        &setup.device,
+        "--table",
+        "readings",
+        "--config",
+        setup.path("cloud.yaml").to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "omega cloud pause: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pause: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = pause["control_id"]
+        .as_str()
+        .expect("a control id")
+        .to_string();
+    // The cloud published it while the agent was away: the broker holds it in the session.
+    omega_testkit::wait::until_true("the cloud sent the pause once", CONVERGE, || {
+        let out = Command::new("psql")
+            .args([db.url(), "-tAc"])
+            .arg(format!(
+                "SELECT attempts FROM omega_controls WHERE control_id = '{id}'"
+            ))
+            .output()
+            .expect("psql (apt-get install postgresql-client)");
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    });
+    let agent = setup.start_agent();
+    omega_testkit::wait::until_true(
+        "the restarted agent recorded the pause queued while it was away",
+        Duration::from_secs(30),
+        || setup.table_status("readings")["paused"] == true,
+    );
     agent.sigterm();
     cloud.sigterm();
 }
