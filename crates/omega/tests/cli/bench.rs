@@ -30,6 +30,11 @@ fn tables(text: &str) -> Vec<Vec<Vec<String>>> {
     out
 }
 
+/// A positive count as the report writes it (`12,345`).
+fn is_rate(cell: &str) -> bool {
+    cell.replace(',', "").parse::<f64>().is_ok_and(|r| r > 0.0)
+}
+
 fn is_ratio(cell: &str) -> bool {
     let cell = cell.trim_matches('*');
     cell.strip_suffix('×')
@@ -154,13 +159,7 @@ fn bench_fleet_mirrors_every_device_through_one_and_two_cloud_processes() {
     for (row, processes) in runs.iter().zip(["1", "2"]) {
         assert_eq!(row[0], processes, "{text}");
         assert_eq!(row[1], "200", "20 devices × 2 batches × 5 rows: {text}");
-        assert!(
-            row[2]
-                .replace(',', "")
-                .parse::<f64>()
-                .is_ok_and(|r| r > 0.0),
-            "{text}"
-        );
+        assert!(is_rate(&row[2]), "{text}");
         assert!(is_ratio(&row[3]), "{text}");
     }
 }
@@ -218,13 +217,7 @@ fn bench_e2e_compares_transports_side_by_side_in_its_own_section() {
             ("SQLite", name),
             "{text}"
         );
-        assert!(
-            row[2]
-                .replace(',', "")
-                .parse::<f64>()
-                .is_ok_and(|r| r > 0.0),
-            "{text}"
-        );
+        assert!(is_rate(&row[2]), "{text}");
         assert!(is_ratio(&row[3]), "{text}");
         assert!(is_duration(&row[4]) && is_duration(&row[5]), "{text}");
     }
