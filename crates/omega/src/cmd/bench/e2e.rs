@@ -469,31 +469,24 @@ async fn wait_for(
         want,
         committed,
     } = goal;
-    // When the counter first reached the goal; the flow's time if the store agrees then.
-    let mut reached: Option<Duration> = None;
     loop {
+        let mut pause = Duration::from_millis(2);
         if stats.rows_materialized.load(Ordering::Relaxed) >= committed {
-            let at = *reached.get_or_insert_with(|| from.elapsed());
-            let have = counter.count(table, device, mirror).await;
-            if have >= want {
-                // When the counter got there (or, after a count that fell short, when the
-                // later count was taken).
+            let at = from.elapsed();
+            if counter.count(table, device, mirror).await >= want {
                 return Ok(at);
             }
-            reached = None;
-            if !stack_alive() || from.elapsed() > FLOW_TIMEOUT {
-                bail!("{table}: {have} of {want} rows after {:?}", from.elapsed());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
+            // The counter ran ahead of what the store shows: count again a little later.
+            pause = Duration::from_millis(50);
         }
         if !stack_alive() {
             bail!("the agent or the cloud stopped while waiting for {table}");
         }
         if from.elapsed() > FLOW_TIMEOUT {
-            bail!("{table}: not all {want} rows after {FLOW_TIMEOUT:?}");
+            let have = counter.count(table, device, mirror).await;
+            bail!("{table}: {have} of {want} rows after {FLOW_TIMEOUT:?}");
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(pause).await;
     }
 }
 
