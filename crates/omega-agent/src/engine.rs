@@ -185,8 +185,7 @@ pub struct Engine {
     /// Rows a batch of live changes held at the last flush that filled more than one: how
     /// many journal entries a flush reads per batch it may start.
     rows_per_batch: usize,
-    /// Whether the last flush of live changes left changes behind (the window was full or
-    /// the read slice ended): the caller may flush again as soon as there is room.
+    /// Whether a flush right now would build more live changes: see [`Engine::backlog`].
     backlog: bool,
     /// Tables skipped at enrollment, with the reason.
     pub skipped: Vec<(String, String)>,
@@ -861,8 +860,10 @@ impl Engine {
         Ok(out)
     }
 
-    /// Whether the last flush left live changes behind that it could not build for want of
-    /// room (or because its read slice ended): flush again once the window has room.
+    /// Whether a flush right now would build more live changes: the last one's read stopped
+    /// before the journal's end while a table it read for still had room. (Changes left
+    /// behind for want of room are not counted: a flush before a PUBACK frees room would build
+    /// nothing.)
     pub fn backlog(&self) -> bool {
         self.backlog
     }
@@ -958,12 +959,13 @@ impl Engine {
 
         let mut out = Vec::new();
         let mut stats = BuildStats::default();
-        let mut any_limited = false;
+        let mut more_now = false;
         for name in &active {
             let room_here = room(name).min(*budget);
             let t = self.tables.get_mut(name).expect("active table is tracked");
             let changes = per_table.remove(name).unwrap_or_default();
             let mut limited = false;
+            let mut started = 0;
             if !changes.is_empty() {
                 let ctx = BatchContext {
                     spec: &t.spec,
@@ -974,7 +976,7 @@ impl Engine {
                 let (built, left) =
                     builder::build_at_most(&ctx, &changes, room_here, ids::new_v7, &mut stats);
                 limited = left;
-                any_limited |= left;
+                started = built.len();
                 if built.len() > 1 {
                     // All but the last batch were closed by a limit: their size is what a
                     // batch of this table holds now.
@@ -1003,8 +1005,10 @@ impl Engine {
                 // Everything of this table up to the end of the slice is in a batch now.
                 t.next_seq = t.next_seq.max(slice_end);
             }
+            // Room left, and the journal may hold more of this table past the slice.
+            more_now |= slice_full && started < room_here;
         }
-        self.backlog = slice_full || any_limited;
+        self.backlog = more_now;
         tracing::debug!(from, read = slice_end - from, batches = out.len(), "flush");
         self.state.bump_counters(&stats.counters())?;
         Ok(out)

@@ -268,9 +268,9 @@ async fn run_in_span(
                     link.publish(&out);
                 }
             }
-            // Changes were left behind for want of room: flush again as soon as a PUBACK frees
-            // some (or at once, if this flush filled what it could and room is left), not a
-            // whole `flush_interval` later. A flush that built nothing waits for a PUBACK.
+            // More can be built at once (the read slice ended with room left): flush again now,
+            // not a whole `flush_interval` later. Changes left behind for want of room go when
+            // a PUBACK frees some (it sets `more_pending`).
             more_pending = !ready.is_empty() && (backlog || inflight.room() <= ready.len());
             for b in ready {
                 crate::failpoint::crash_point!("agent::publish");
