@@ -260,14 +260,15 @@ pub fn run(args: &super::AgentArgs) -> anyhow::Result<String> {
     agent.stop()?;
 
     let machine = Machine::probe(dir);
-    let mut out = format!(
-        "## {SECTION_TITLE}\n\n- Command: `{}`\n- Agent: `{}` — {build}; bench: {}\n- Machine: {}\n- Date: {}; the whole bench took {:.1} s\n\n",
-        report::command_line(),
-        bin.display(),
-        report::build_line(),
-        machine.line(),
-        report::now_line(),
-        started.elapsed().as_secs_f64()
+    let mut out = report::header(
+        SECTION_TITLE,
+        &format!(
+            "Agent: `{}` — {build}; bench: {}",
+            bin.display(),
+            report::build_line()
+        ),
+        &machine,
+        started.elapsed(),
     );
     let broker_line = match &args.broker {
         Some(url) => format!("the broker at {url}"),

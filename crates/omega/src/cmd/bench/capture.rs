@@ -297,20 +297,17 @@ struct Rendered<'a> {
 }
 
 fn render(r: &Rendered<'_>) -> String {
-    let mut s = format!("## {SECTION_TITLE}\n\n");
-    s += &format!("- Command: `{}`\n", report::command_line());
-    s += &format!(
-        "- Sizes: {} rows per measurement ({} at 1 row/txn), {} repetitions; {}\n",
-        r.n,
-        rows_for(1, r.n),
-        r.reps,
-        report::build_line()
-    );
-    s += &format!("- Machine: {}\n", r.machine.line());
-    s += &format!(
-        "- Date: {}; the whole bench took {:.1} s\n\n",
-        report::now_line(),
-        r.elapsed.as_secs_f64()
+    let mut s = report::header(
+        SECTION_TITLE,
+        &format!(
+            "Sizes: {} rows per measurement ({} at 1 row/txn), {} repetitions; {}",
+            r.n,
+            rows_for(1, r.n),
+            r.reps,
+            report::build_line()
+        ),
+        r.machine,
+        r.elapsed,
     );
 
     s += "### Application insert rate, capture ÷ bare\n\n";

@@ -205,14 +205,15 @@ pub fn run(args: &super::E2eArgs) -> anyhow::Result<String> {
         all.push(rt.block_on(measure(&dir, store, n, &parts))?);
     }
     let machine = Machine::probe(scratch.path());
-    let mut out = format!(
-        "## {SECTION_TITLE}\n\n- Command: `{}`\n- Sizes: {} rows per flow; {}\n- Machine: {}\n- Date: {}; the whole bench took {:.1} s\n\n",
-        report::command_line(),
-        report::count(n as f64),
-        report::build_line(),
-        machine.line(),
-        report::now_line(),
-        started.elapsed().as_secs_f64()
+    let mut out = report::header(
+        SECTION_TITLE,
+        &format!(
+            "Sizes: {} rows per flow; {}",
+            report::count(n as f64),
+            report::build_line()
+        ),
+        &machine,
+        started.elapsed(),
     );
     out.push_str(
         "Agent → embedded broker → cloud ingest (4 workers, signed receipts, `auto_approve`) → store, in one process on this machine; `delivery: receipts`, `flush_interval: 100ms`. \

@@ -103,17 +103,18 @@ pub fn run(args: &super::FleetArgs) -> anyhow::Result<String> {
         Some(url) => format!("the broker at {url}"),
         None => "a private mosquitto (`max_queued_messages 0`)".into(),
     };
-    let mut out = format!(
-        "## {SECTION_TITLE}\n\n- Command: `{}`\n- Sizes: {} devices × {} batches × {} rows = {} rows per run; {}\n- Machine: {}\n- Date: {}; the whole bench took {:.1} s\n\n",
-        report::command_line(),
-        report::count(plan.devices as f64),
-        plan.batches,
-        plan.rows,
-        report::count((plan.devices * plan.batches * plan.rows) as f64),
-        report::build_line(),
-        machine.line(),
-        report::now_line(),
-        started.elapsed().as_secs_f64()
+    let mut out = report::header(
+        SECTION_TITLE,
+        &format!(
+            "Sizes: {} devices × {} batches × {} rows = {} rows per run; {}",
+            report::count(plan.devices as f64),
+            plan.batches,
+            plan.rows,
+            report::count((plan.devices * plan.batches * plan.rows) as f64),
+            report::build_line()
+        ),
+        &machine,
+        started.elapsed(),
     );
     let _ = write!(
         out,

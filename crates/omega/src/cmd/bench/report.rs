@@ -124,6 +124,18 @@ pub fn build_line() -> &'static str {
     }
 }
 
+/// The head of a bench's section: its title, the command, `what` (sizes and build, as the
+/// second bullet), the machine, the date and how long the whole bench took.
+pub fn header(title: &str, what: &str, machine: &Machine, took: std::time::Duration) -> String {
+    format!(
+        "## {title}\n\n- Command: `{}`\n- {what}\n- Machine: {}\n- Date: {}; the whole bench took {:.1} s\n\n",
+        command_line(),
+        machine.line(),
+        now_line(),
+        took.as_secs_f64()
+    )
+}
+
 /// Today's date and time, UTC.
 pub fn now_line() -> String {
     let now = time::OffsetDateTime::now_utc();

@@ -127,14 +127,15 @@ pub fn run(args: &crate::cmd::bench::E2eArgs) -> anyhow::Result<String> {
 }
 
 fn render(all: &[Figures], n: usize, machine: &Machine, took: Duration) -> String {
-    let mut out = format!(
-        "## {SECTION_TITLE}\n\n- Command: `{}`\n- Sizes: {} live rows per run, {RESTARTS} broker restarts per run; {}\n- Machine: {}\n- Date: {}; the whole bench took {:.1} s\n\n",
-        report::command_line(),
-        report::count(n as f64),
-        report::build_line(),
-        machine.line(),
-        report::now_line(),
-        took.as_secs_f64()
+    let mut out = report::header(
+        SECTION_TITLE,
+        &format!(
+            "Sizes: {} live rows per run, {RESTARTS} broker restarts per run; {}",
+            report::count(n as f64),
+            report::build_line()
+        ),
+        machine,
+        took,
     );
     out.push_str(
         "The `omega bench e2e` path (agent → embedded broker → cloud ingest with 4 workers and signed receipts → store, one process, `delivery: receipts`, `flush_interval: 100ms`) over each transport in turn, both the agent and the cloud on it: plain TCP (`mqtt://`), TLS 1.3 with client certificates (`mqtts://`), MQTT 5 over QUIC with client certificates (`quic://`, the `mqtt5` client on both sides). \
